@@ -1,0 +1,162 @@
+/**
+ * The backend contract: one tier that keeps objects (local disk, GCS) or a
+ * layer that wraps one (codec, chain, cache) and is itself a Backend. It
+ * imports nothing from the project but the error type.
+ *
+ * Rules every implementation follows (the conformance suite checks them):
+ * - A miss is `undefined` / `false`, never an error.
+ * - Failures are StorageError: FAILED_PRECONDITION for a generation mismatch,
+ *   UNAVAILABLE when the tier cannot be reached, DATA_LOSS for a checksum
+ *   mismatch, INVALID_ARGUMENT / OUT_OF_RANGE for bad ranges.
+ * - A put is atomic: readers see the old object or the new one, never a mix;
+ *   a put whose source errors (or whose `verify` throws, or whose signal
+ *   aborts) leaves the previous version untouched and nothing behind.
+ * - Generations rise on every write of a key (also across delete/re-create).
+ * - list() is sorted by the UTF-8 bytes of the keys.
+ */
+import type { Readable } from "node:stream";
+
+export type DataKindName = "BYTES" | "TEXT" | "JSON";
+export type TierName = "gcs" | "local";
+
+/** A JSON value as kept in object metadata (google.protobuf.Struct). */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
+export type JsonObject = { [k: string]: JsonValue };
+
+/** How the stored bytes were transformed from the original bytes. */
+export interface Encoding {
+  /** "gzip" when the stored bytes are gzip-compressed. */
+  compression?: "gzip";
+  /** Present when the stored bytes are encrypted (see server/codec). */
+  encryption?: { keyId: string };
+}
+
+/** What a caller says about an object when writing it. */
+export interface PutMeta {
+  kind: DataKindName;
+  contentType: string;
+  metadata: JsonObject;
+  /** Unix milliseconds; the object is invisible from then on. */
+  expiresAt?: number;
+  /** Original size and CRC32C; set by the codec layer. A raw backend without
+   * them records the stored size and CRC32C as the original ones. */
+  size?: number;
+  crc32c?: number;
+  encoding?: Encoding;
+}
+
+/** Everything known about one stored object. */
+export interface ObjectRecord {
+  key: string;
+  generation: bigint;
+  kind: DataKindName;
+  contentType: string;
+  metadata: JsonObject;
+  /** Original bytes. */
+  size: number;
+  /** CRC32C of the original bytes. */
+  crc32c: number;
+  /** Bytes at rest. */
+  storedSize: number;
+  encoding: Encoding;
+  /** Unix milliseconds. */
+  createdAt: number;
+  updatedAt: number;
+  expiresAt?: number;
+  /** The tier holding this copy. */
+  tier: TierName;
+  /** True while this copy waits in the outbox for the primary tier. */
+  pendingReplication: boolean;
+}
+
+export interface PutOptions {
+  /** Commit only if the current generation equals this; 0n = only if absent. */
+  ifGenerationMatch?: bigint;
+  signal?: AbortSignal;
+  /** Called once the source has ended, with what was received, before the
+   * commit; throwing aborts the put (trailer and declared-size checks). */
+  verify?: (received: { size: number; crc32c: number }) => void;
+  /** Record an outbox entry in the same transaction (backends with `outbox`). */
+  pending?: boolean;
+}
+
+export interface GetOptions {
+  /** A byte range of the stored bytes; length undefined = to the end. */
+  range?: { offset: number; length?: number };
+  ifGenerationMatch?: bigint;
+  signal?: AbortSignal;
+}
+
+export interface DeleteOptions {
+  ifGenerationMatch?: bigint;
+  signal?: AbortSignal;
+  /** Record an outbox entry (a tombstone) in the same transaction, even when
+   * the key is absent here (backends with `outbox`). */
+  pending?: boolean;
+}
+
+export interface ListOptions {
+  prefix?: string;
+  /** Exclusive lower bound: only keys (and rolled-up prefixes) after this. */
+  startAfter?: string;
+  /** At most this many keys plus prefixes. */
+  limit: number;
+  delimiter?: string;
+  signal?: AbortSignal;
+}
+
+export interface ListPage {
+  /** Sorted by UTF-8 bytes. */
+  objects: ObjectRecord[];
+  /** Rolled-up prefixes (with delimiter), sorted. */
+  prefixes: string[];
+  /** Pass as startAfter for the next page; undefined on the last page. */
+  next?: string;
+}
+
+/** One pending change for the primary tier. At most one per key: a newer
+ * change of the same key replaces the older entry and takes a new seq. */
+export interface OutboxEntry {
+  seq: number;
+  key: string;
+  op: "put" | "delete";
+  /** The local generation the entry was recorded for. */
+  generation: bigint;
+  /** Unix milliseconds. */
+  createdAt: number;
+}
+
+/** The outbox of a fallback tier: changes waiting for the primary. */
+export interface Outbox {
+  /** The pending entry of a key, if any. */
+  get(key: string): OutboxEntry | undefined;
+  /** Oldest first. */
+  list(limit: number): OutboxEntry[];
+  /** Removes the entry if it is still the one given (same seq); for a put,
+   * also drops the local copy when `dropLocalCopy`. Returns false when a newer
+   * entry replaced it meanwhile. */
+  complete(entry: OutboxEntry, opts?: { dropLocalCopy?: boolean }): boolean;
+  stats(): { count: number; oldestCreatedAt?: number };
+}
+
+export interface Backend {
+  readonly name: string;
+  /** Writes `source` under `key` atomically and returns the new record. */
+  put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, opts?: PutOptions): Promise<ObjectRecord>;
+  /** The record and a stream of the stored bytes (or of the range), or undefined. */
+  get(key: string, opts?: GetOptions): Promise<{ record: ObjectRecord; body: Readable } | undefined>;
+  head(key: string, opts?: { signal?: AbortSignal }): Promise<ObjectRecord | undefined>;
+  /** True when something was deleted. */
+  delete(key: string, opts?: DeleteOptions): Promise<boolean>;
+  list(opts: ListOptions): Promise<ListPage>;
+  /** Resolves when the tier can take a write now; throws UNAVAILABLE otherwise. */
+  probe(signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+  /** Present on a tier that can hold writes for another (the local fallback). */
+  readonly outbox?: Outbox;
+}
+
+/** Compares keys by their UTF-8 bytes, the order GCS and SQLite use. */
+export function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
