@@ -160,3 +160,17 @@ export interface Backend {
 export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 }
+
+/** A source held in memory (a unary body): it can be read more than once, so
+ * a layer may replay it on another tier after a failed attempt. */
+export class BufferedSource implements AsyncIterable<Uint8Array> {
+  constructor(readonly chunks: readonly Uint8Array[]) {}
+
+  get byteLength(): number {
+    return this.chunks.reduce((n, c) => n + c.byteLength, 0);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    yield* this.chunks;
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The `filestorage` command: `serve` runs the daemon; the other commands
+ * (put, get, ls, rm, stat, stats) talk to one over gRPC.
+ */
+import { Command } from "commander";
+import { ConfigError, loadConfig, settings } from "../config.js";
+import { createLogger } from "../logger.js";
+import { startServer } from "../server.js";
+import { VERSION } from "../version.js";
+import { registerClientCommands } from "./client-commands.js";
+
+export function buildProgram(): Command {
+  const program = new Command("filestorage").version(VERSION).description("FileStorage: a gRPC storage daemon");
+  const serve = program
+    .command("serve")
+    .description("run the daemon (settings: flags beat environment beat config file beat defaults)")
+    .option("--config <file>", "JSON config file (snake_case keys, e.g. max_retries)");
+  for (const s of settings) {
+    if (!s.flag || s.flag === "--config" || s.flag === "--config-file") continue;
+    serve.option(`${s.flag} <value>`, `${s.description} [${s.env}${s.default !== undefined ? `, default ${s.default}` : ""}]`);
+  }
+  serve.action(async (flags: Record<string, unknown>) => {
+    await runDaemon(flags);
+  });
+  registerClientCommands(program);
+  return program;
+}
+
+async function runDaemon(flags: Record<string, unknown>): Promise<void> {
+  let config;
+  try {
+    config = loadConfig({ env: process.env, flags, configFile: flags.config as string | undefined });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`filestorage: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  let server;
+  try {
+    server = await startServer(config, { logger: log });
+  } catch (err) {
+    process.stderr.write(`filestorage: cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      // A second signal: do not wait for the grace period.
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    server.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+if (require.main === module) {
+  buildProgram().parseAsync(process.argv).catch((err: unknown) => {
+    process.stderr.write(`filestorage: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,161 @@
+/**
+ * Assembles the daemon: engine, gRPC server (FileStorageService, health,
+ * reflection), metrics endpoint, and graceful shutdown.
+ */
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { create, toBinary } from "@bufbuild/protobuf";
+import type { DescFile } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import * as fs from "node:fs";
+import { FileStorageService, file_filestorage_v1_file_storage } from "../gen/filestorage/v1/file_storage_pb.js";
+import { serviceDefinition } from "../client/src/grpc-binding.js";
+import { createAuthorizer } from "./auth.js";
+import type { Config } from "./config.js";
+import { createEngine, type Engine } from "./engine/engine.js";
+import { createLogger, type Logger } from "./logger.js";
+import { createMetrics, serveMetrics, type Metrics } from "./metrics.js";
+import { createFileStorageHandlers } from "./rpc/file-storage-service.js";
+import { VERSION } from "./version.js";
+
+export interface RunningServer {
+  /** host:port actually bound (port 0 resolved). */
+  address: string;
+  port: number;
+  engine: Engine;
+  metrics: Metrics;
+  metricsPort?: number;
+  /** Health NOT_SERVING, drain in-flight calls for up to graceMs, then force. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+const SERVICE_NAME = FileStorageService.typeName;
+const HEALTH_INTERVAL_MS = 5000;
+
+export async function startServer(config: Config, opts: { logger?: Logger } = {}): Promise<RunningServer> {
+  const log = opts.logger ?? createLogger(config.logLevel);
+  const metrics = createMetrics();
+  const engine = await createEngine(config, {
+    onCompressionSaved: (n) => metrics.compressionSaved(n),
+    onFallback: () => metrics.fallbackWrite(),
+    onReplicated: (op) => metrics.replicated(op),
+    onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
+    log,
+  });
+  metrics.setProviders({
+    cache: () => engine.status().cache,
+    replication: () => engine.status().pending,
+    gcs: () => {
+      const s = engine.status();
+      return { available: s.gcsAvailable, breaker: s.breaker ?? "closed" };
+    },
+  });
+
+  const server = new grpc.Server({
+    // A unary Store carries up to MAX_UNARY_BYTES of data plus key and metadata;
+    // stream chunks up to 4 MiB are accepted whatever the unary limit.
+    "grpc.max_receive_message_length": Math.max(config.maxUnaryBytes, 4 * 1024 * 1024) + 1024 * 1024,
+    "grpc.max_send_message_length": Math.max(config.maxUnaryBytes, config.chunkSize) + 1024 * 1024,
+  });
+  server.addService(
+    serviceDefinition(FileStorageService),
+    createFileStorageHandlers({
+      engine,
+      auth: createAuthorizer(config.authTokens),
+      observer: metrics,
+      log,
+      maxUnaryBytes: config.maxUnaryBytes,
+      chunkSize: config.chunkSize,
+      version: VERSION,
+      startedAt: Date.now(),
+    }) as unknown as grpc.UntypedServiceImplementation,
+  );
+
+  const health = new HealthImplementation({ "": "NOT_SERVING", [SERVICE_NAME]: "NOT_SERVING" });
+  health.addToServer(server);
+  new ReflectionService(reflectionPackage()).addToServer(server);
+
+  const credentials = config.tlsCertFile && config.tlsKeyFile
+    ? grpc.ServerCredentials.createSsl(null, [
+        { cert_chain: fs.readFileSync(config.tlsCertFile), private_key: fs.readFileSync(config.tlsKeyFile) },
+      ])
+    : grpc.ServerCredentials.createInsecure();
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(config.listenAddress, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+  } catch (err) {
+    await engine.close();
+    throw new Error(`cannot listen on LISTEN_ADDRESS=${config.listenAddress}: ${(err as Error).message}`);
+  }
+  const host = config.listenAddress.slice(0, config.listenAddress.lastIndexOf(":"));
+
+  let shuttingDown = false;
+  const setHealth = (serving: boolean) => {
+    const status = serving && !shuttingDown ? "SERVING" : "NOT_SERVING";
+    health.setStatus("", status);
+    health.setStatus(SERVICE_NAME, status);
+  };
+  const checkHealth = async () => {
+    try {
+      await engine.probe(AbortSignal.timeout(config.timeoutSeconds * 1000));
+      setHealth(true);
+    } catch (err) {
+      log.warn({ err }, "no tier can take a write: health is NOT_SERVING");
+      setHealth(false);
+    }
+  };
+  await checkHealth();
+  const healthTimer = setInterval(() => void checkHealth(), HEALTH_INTERVAL_MS);
+  healthTimer.unref();
+
+  const metricsServer = config.metricsPort > 0 ? await serveMetrics(metrics, config.metricsHost, config.metricsPort) : undefined;
+  log.info({ address: `${host}:${port}`, gcs: Boolean(config.gcsBucketName), metricsPort: metricsServer?.port }, "FileStorage is serving");
+
+  return {
+    address: `${host}:${port}`,
+    port,
+    engine,
+    metrics,
+    metricsPort: metricsServer?.port,
+    async shutdown(graceMs = config.shutdownGraceSeconds * 1000) {
+      if (shuttingDown) return;
+      shuttingDown = true;
+      clearInterval(healthTimer);
+      setHealth(false);
+      // tryShutdown waits for open calls and can hang on streams: race a timer.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          log.warn({ graceMs }, "grace period over: cancelling the calls still open");
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await metricsServer?.close();
+      await engine.close();
+      log.info({}, "FileStorage stopped");
+    },
+  };
+}
+
+/** A proto-loader package of our service and health, for the reflection service. */
+function reflectionPackage(): protoLoader.PackageDefinition {
+  const files: DescFile[] = [];
+  const visit = (f: DescFile) => {
+    if (files.includes(f)) return;
+    f.dependencies.forEach(visit);
+    files.push(f);
+  };
+  visit(file_filestorage_v1_file_storage);
+  const set = create(FileDescriptorSetSchema, { file: files.map((f) => f.proto) });
+  const ours = protoLoader.loadFileDescriptorSetFromBuffer(Buffer.from(toBinary(FileDescriptorSetSchema, set)));
+  const healthPkg = protoLoader.loadSync(healthProtoPath);
+  return { ...ours, ...healthPkg };
+}

@@ -1,0 +1,35 @@
+/**
+ * A real daemon for RPC tests: the gRPC server in this process on
+ * 127.0.0.1:0, over a fresh temp storage folder, configured like the daemon
+ * (env-style settings through loadConfig, so defaults and validation match).
+ */
+import * as fs from "node:fs/promises";
+import * as os from "node:os";
+import * as path from "node:path";
+import { loadConfig } from "../../server/config.js";
+import { createLogger } from "../../server/logger.js";
+import { startServer, type RunningServer } from "../../server/server.js";
+
+export interface TestDaemon {
+  address: string;
+  storagePath: string;
+  server: RunningServer;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(overrides: Record<string, string> = {}): Promise<TestDaemon> {
+  const storagePath = overrides.LOCAL_STORAGE_PATH ?? (await fs.mkdtemp(path.join(os.tmpdir(), "fs-daemon-")));
+  const config = loadConfig({
+    env: { LISTEN_ADDRESS: "127.0.0.1:0", METRICS_PORT: "0", LOG_LEVEL: "fatal", ...overrides, LOCAL_STORAGE_PATH: storagePath },
+  });
+  const server = await startServer(config, { logger: createLogger(config.logLevel) });
+  return {
+    address: server.address,
+    storagePath,
+    server,
+    async stop() {
+      await server.shutdown(2000);
+      if (!overrides.LOCAL_STORAGE_PATH) await fs.rm(storagePath, { recursive: true, force: true });
+    },
+  };
+}
