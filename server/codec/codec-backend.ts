@@ -1,0 +1,320 @@
+/**
+ * The codec layer: a Backend that wraps another and turns original bytes into
+ * stored bytes and back, as stream stages with constant memory.
+ *
+ * Write: kind check + size + CRC32C of the original bytes -> gzip (when enabled,
+ * the object is at least the threshold, its type is not compressed already and
+ * a sample shrinks) -> AES-256-GCM segments (when a keyring is given). The
+ * inner backend gets the original size and CRC32C and the encoding in PutMeta.
+ * Read: the exact reverse. Ranges are in original bytes; full reads verify the
+ * original CRC32C. Records always describe the original object (size, crc32c)
+ * with storedSize and encoding from the inner backend.
+ */
+import { crc32c } from "@node-rs/crc32";
+import { Readable } from "node:stream";
+import type {
+  Backend,
+  Encoding,
+  GetOptions,
+  ObjectRecord,
+  PutMeta,
+  PutOptions,
+} from "../backends/backend.js";
+import { Code, StorageError, dataLoss, generationMismatch, invalidArgument } from "../storage-error.js";
+import { ByteQueue } from "./byte-queue.js";
+import { SAMPLE_BYTES, gunzipStage, gzipStage, isCompressibleType, sampleCompresses } from "./compression.js";
+import { HEADER_BYTES, decryptSegments, encryptSegments, keyFor, parseHeader, planSegments } from "./encryption.js";
+import { createKindCheck, type KindCheck } from "./kind-check.js";
+import type { Keyring } from "./keyring.js";
+
+export { createKeyring, deriveKeyId, type Keyring } from "./keyring.js";
+
+/** Typed options of the codec layer, validated by the caller (config). */
+export interface CodecOptions {
+  compression: {
+    enabled: boolean;
+    /** Objects smaller than this are stored uncompressed. */
+    thresholdBytes: number;
+    /** gzip level 1..9; default 1 (fast, and most of the gain on JSON). */
+    level?: number;
+  };
+  /** Encrypts new writes with the primary key; undefined = encryption off
+   * (encrypted objects then fail to read with FAILED_PRECONDITION). */
+  encryption?: Keyring;
+  /** JSON objects are parsed to validate them, so at most this many bytes. */
+  maxJsonBytes: number;
+  /** Called after a compressed write committed, with original - compressed bytes. */
+  onCompressionSaved?: (bytes: number) => void;
+}
+
+/** How many times a ranged read re-reads an object replaced while it was being read. */
+const RANGE_READ_ATTEMPTS = 3;
+
+/** The object changed between the head and the data read of a ranged read. */
+class ObjectChanged extends Error {}
+
+/**
+ * Wraps `inner` in the codec. put() validates the kind (INVALID_ARGUMENT, and
+ * the inner backend keeps the old version), calls opts.verify with the
+ * original size and CRC32C before the commit, and stores the encoded bytes.
+ * get() decodes; tampered or truncated data is DATA_LOSS and a key id missing
+ * from the keyring FAILED_PRECONDITION — never wrong bytes. Memory is bounded
+ * by max(thresholdBytes, 64 KiB) plus a few 64 KiB segments, whatever the size
+ * (and by maxJsonBytes for JSON). Everything else passes through.
+ *
+ * The inner backend must record PutMeta.size, crc32c and encoding as they are
+ * once the source it was given has ended (encoding is final before the first
+ * stored byte, size and crc32c only at the end).
+ */
+export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend {
+  const keyring = opts.encryption;
+  const level = opts.compression.level ?? 1;
+
+  async function put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions = {}) {
+    // verify is ours to call with the original bytes; the inner one would see stored bytes.
+    const { verify, ...innerOpts } = putOpts;
+    const innerMeta: PutMeta = { ...meta, size: undefined, crc32c: undefined, encoding: {} };
+    let compressedBytes: number | undefined;
+    const original = inspect(source, createKindCheck(meta.kind, opts.maxJsonBytes), (received) => {
+      // Throwing here fails the source the inner backend drains, before it commits.
+      verify?.(received);
+      innerMeta.size = received.size;
+      innerMeta.crc32c = received.crc32c;
+    });
+    const stored = encode(original, innerMeta, (n) => (compressedBytes = n));
+    const record = await inner.put(key, stored, innerMeta, innerOpts);
+    if (compressedBytes !== undefined && innerMeta.size! > compressedBytes) {
+      opts.onCompressionSaved?.(innerMeta.size! - compressedBytes);
+    }
+    return record;
+  }
+
+  /** Decides the encoding (setting meta.encoding before the first stored byte) and encodes. */
+  async function* encode(
+    original: AsyncIterable<Uint8Array>,
+    meta: PutMeta,
+    onCompressed: (bytes: number) => void,
+  ): AsyncGenerator<Uint8Array> {
+    const iterator = original[Symbol.asyncIterator]();
+    const lead = new ByteQueue();
+    let ended = false;
+    let compress = false;
+    if (opts.compression.enabled && isCompressibleType(meta.contentType)) {
+      // Hold enough to know the object reaches the threshold and to sample it.
+      const needed = Math.max(opts.compression.thresholdBytes, SAMPLE_BYTES);
+      while (lead.length < needed) {
+        const step = await iterator.next();
+        if (step.done) {
+          ended = true;
+          break;
+        }
+        lead.push(step.value);
+      }
+      compress = lead.length >= opts.compression.thresholdBytes && (await sampleCompresses(lead.peek(SAMPLE_BYTES)));
+    }
+    const encoding: Encoding = {};
+    if (compress) encoding.compression = "gzip";
+    if (keyring) encoding.encryption = { keyId: keyring.primary.id };
+    meta.encoding = encoding;
+
+    let stream: AsyncIterable<Uint8Array> = resume(lead.drain(), ended ? undefined : iterator);
+    if (compress) stream = countBytes(gzipStage(stream, level), onCompressed);
+    if (keyring) stream = encryptSegments(stream, keyring);
+    yield* stream;
+  }
+
+  async function get(key: string, getOpts: GetOptions = {}) {
+    const { range, ...rest } = getOpts;
+    if (range === undefined) {
+      const got = await inner.get(key, rest);
+      return got && { record: got.record, body: decodeWhole(got.record, got.body) };
+    }
+    checkRange(range);
+    for (let attempt = 1; ; attempt++) {
+      const head = await inner.head(key, { signal: rest.signal });
+      if (head === undefined) return undefined;
+      try {
+        return await getRange(key, head, range, rest);
+      } catch (err) {
+        if (!(err instanceof ObjectChanged)) throw err;
+        if (attempt === RANGE_READ_ATTEMPTS) {
+          throw new StorageError(Code.Aborted, `object "${key}" kept changing while it was read; try again`);
+        }
+      }
+    }
+  }
+
+  /** A ranged read of the object `head` describes; ObjectChanged when it was replaced meanwhile. */
+  async function getRange(
+    key: string,
+    head: ObjectRecord,
+    range: { offset: number; length?: number },
+    rest: Omit<GetOptions, "range">,
+  ) {
+    const callerPinned = rest.ifGenerationMatch !== undefined;
+    const readStored = async (storedRange?: { offset: number; length: number }) => {
+      try {
+        const got = await inner.get(key, { ...rest, range: storedRange, ifGenerationMatch: rest.ifGenerationMatch ?? head.generation });
+        if (got === undefined) throw new ObjectChanged();
+        return got;
+      } catch (err) {
+        if (!callerPinned && StorageError.is(err, Code.FailedPrecondition)) throw new ObjectChanged();
+        throw err;
+      }
+    };
+    if (callerPinned && head.generation !== rest.ifGenerationMatch) {
+      throw generationMismatch(key, rest.ifGenerationMatch!, head.generation);
+    }
+    if (range.offset > head.size) {
+      throw new StorageError(Code.OutOfRange, `offset ${range.offset} is past the end of the object (${head.size} bytes)`);
+    }
+    const want = Math.min(range.length ?? Infinity, head.size - range.offset);
+    if (range.offset === 0 && want === head.size) {
+      const got = await readStored();
+      return { record: got.record, body: decodeWhole(got.record, got.body) };
+    }
+    const { compression, encryption } = head.encoding;
+    if (compression === undefined && encryption === undefined) {
+      return readStored({ offset: range.offset, length: want });
+    }
+    if (encryption !== undefined) keyFor(keyring, encryption.keyId);
+    if (want === 0) return { record: head, body: toBody([]) };
+
+    if (compression !== undefined) {
+      // gzip cannot seek: decode from the start, drop up to the offset, stop after the range.
+      const got = await readStored();
+      let stream: AsyncIterable<Uint8Array> = got.body;
+      if (encryption !== undefined) stream = decryptSegments(stream, { keyring });
+      return { record: got.record, body: toBody(slice(gunzipStage(stream), range.offset, want)) };
+    }
+    // Encrypted only: read the header, then just the segments holding the range.
+    const headerRead = await readStored({ offset: 0, length: HEADER_BYTES });
+    const header = parseHeader(await readAll(headerRead.body, HEADER_BYTES));
+    const plan = planSegments(head.size, range.offset, want, header.segmentBytes);
+    const got = await readStored({ offset: plan.storedOffset, length: plan.storedLength });
+    const { firstIndex, finalIndex, segmentCount } = plan;
+    const plain = decryptSegments(got.body, { keyring, header, firstIndex, finalIndex, segmentCount });
+    return { record: got.record, body: toBody(slice(plain, plan.skip, want)) };
+  }
+
+  /** Decodes a whole stored object and checks the original size and CRC32C at its end. */
+  function decodeWhole(record: ObjectRecord, body: Readable): Readable {
+    const { compression, encryption } = record.encoding;
+    let stream: AsyncIterable<Uint8Array> = body;
+    if (encryption !== undefined) {
+      try {
+        keyFor(keyring, encryption.keyId);
+      } catch (err) {
+        body.destroy();
+        throw err;
+      }
+      stream = decryptSegments(stream, { keyring });
+    }
+    if (compression !== undefined) stream = gunzipStage(stream);
+    return toBody(verifyChecksum(stream, record.size, record.crc32c));
+  }
+
+  return {
+    name: `codec(${inner.name})`,
+    put,
+    get,
+    head: (key, o) => inner.head(key, o),
+    delete: (key, o) => inner.delete(key, o),
+    list: (o) => inner.list(o),
+    probe: (signal) => inner.probe(signal),
+    close: () => inner.close(),
+    outbox: inner.outbox,
+  };
+}
+
+/** Passes `source` through while checking its kind and computing size and CRC32C;
+ * at its end, finishes the kind check and reports what was received. */
+async function* inspect(
+  source: AsyncIterable<Uint8Array>,
+  check: KindCheck,
+  onEnd: (received: { size: number; crc32c: number }) => void,
+): AsyncGenerator<Uint8Array> {
+  let size = 0;
+  let crc = 0;
+  for await (const chunk of source) {
+    if (chunk.length === 0) continue;
+    check.update(chunk);
+    size += chunk.length;
+    crc = crc32c(chunk, crc);
+    yield chunk;
+  }
+  check.end();
+  onEnd({ size, crc32c: crc });
+}
+
+/** A byte stream (not object mode) of `source`; destroying it releases the source. */
+function toBody(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Readable {
+  return Readable.from(source, { objectMode: false });
+}
+
+/** The chunks already pulled, then the rest of the iterator (if it has not ended). */
+async function* resume(lead: Buffer[], rest: AsyncIterator<Uint8Array> | undefined): AsyncGenerator<Uint8Array> {
+  yield* lead;
+  if (rest !== undefined) yield* { [Symbol.asyncIterator]: () => rest };
+}
+
+async function* countBytes(source: AsyncIterable<Uint8Array>, onEnd: (bytes: number) => void) {
+  let bytes = 0;
+  for await (const chunk of source) {
+    bytes += chunk.length;
+    yield chunk;
+  }
+  onEnd(bytes);
+}
+
+/** Bytes [skip, skip + length) of `source`; stops reading (and releases it) once they are out. */
+async function* slice(source: AsyncIterable<Uint8Array>, skip: number, length: number): AsyncGenerator<Uint8Array> {
+  let left = length;
+  for await (let chunk of source) {
+    if (skip >= chunk.length) {
+      skip -= chunk.length;
+      continue;
+    }
+    chunk = chunk.subarray(skip);
+    skip = 0;
+    if (chunk.length >= left) {
+      yield chunk.subarray(0, left);
+      return;
+    }
+    left -= chunk.length;
+    yield chunk;
+  }
+  if (left > 0) throw dataLoss("stored data ended before the requested range");
+}
+
+async function* verifyChecksum(source: AsyncIterable<Uint8Array>, size: number, expectedCrc: number) {
+  let read = 0;
+  let crc = 0;
+  for await (const chunk of source) {
+    read += chunk.length;
+    crc = crc32c(chunk, crc);
+    yield chunk;
+  }
+  if (read !== size || crc !== expectedCrc) {
+    throw dataLoss(`stored data failed its checksum: expected ${size} bytes with crc32c ${expectedCrc}, read ${read} bytes with crc32c ${crc}`);
+  }
+}
+
+/** Reads a short stream whole (at most `limit` bytes are expected). */
+async function readAll(body: Readable, limit: number): Promise<Buffer> {
+  const queue = new ByteQueue();
+  for await (const chunk of body) {
+    queue.push(chunk);
+    if (queue.length > limit) break;
+  }
+  return queue.take(Math.min(queue.length, limit));
+}
+
+function checkRange(range: { offset: number; length?: number }): void {
+  if (!Number.isSafeInteger(range.offset) || range.offset < 0) {
+    throw invalidArgument(`range offset must be a non-negative integer, got ${range.offset}`);
+  }
+  if (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0)) {
+    throw invalidArgument(`range length must be a non-negative integer, got ${range.length}`);
+  }
+}
