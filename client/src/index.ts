@@ -1,0 +1,21 @@
+/**
+ * @filestorage/client: the typed TypeScript client of the FileStorage daemon.
+ * Depends on @grpc/grpc-js and @bufbuild/protobuf only.
+ */
+export {
+  FileStorageClient,
+  type FileStorageClientOptions,
+  type TlsOptions,
+  type StoreOptions,
+  type UploadOptions,
+  type DownloadOptions,
+  type DownloadToFileOptions,
+  type ListKeysOptions,
+  type ListKeysPage,
+} from "./file-storage-client.js";
+export { FileStorageError, codeName } from "./file-storage-error.js";
+export type { ObjectInfo, StorageStats, OperationCount, BackendName } from "./object-info.js";
+export type { ProgressCallback } from "./store-stream-upload.js";
+export { encodeValue, decodeValue, type DataKindName } from "./value-encoding.js";
+export { crc32c, crc32cJs } from "./crc32c.js";
+export { status } from "@grpc/grpc-js";

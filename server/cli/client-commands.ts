@@ -1,0 +1,287 @@
+/**
+ * The `filestorage` commands that talk to a running daemon through the client
+ * package: put, get, ls, rm, stat, stats. Output goes to stdout (data, JSON,
+ * listings); progress bars and errors go to stderr, bars only on a terminal.
+ *
+ * Exit codes: 0 done; 1 any error, printed as one line
+ * `filestorage: <CODE_NAME>: <message>`; 2 when the key was not found
+ * (get, stat, and rm when any key was missing).
+ */
+import * as fs from "node:fs";
+import { pipeline } from "node:stream/promises";
+import { InvalidArgumentError, Option, type Command } from "commander";
+import { Presets, SingleBar } from "cli-progress";
+import { FileStorageClient, FileStorageError, status, type DataKindName } from "../../client/src/index.js";
+
+const EXIT_FAILED = 1;
+const EXIT_NOT_FOUND = 2;
+const MiB = 1024 * 1024;
+
+interface GlobalOptions {
+  address: string;
+  token?: string;
+  tls?: boolean;
+  caCert?: string;
+}
+
+/**
+ * Adds the daemon client commands and their connection options (--address,
+ * --token, --tls, --ca-cert) to `program`. Options the program already has
+ * are left alone. Actions are async: run the program with parseAsync().
+ */
+export function registerClientCommands(program: Command): void {
+  const has = (flag: string): boolean => program.options.some((o) => o.long === flag);
+  if (!has("--address")) {
+    program.addOption(
+      new Option("--address <host:port>", "address of the daemon for client commands")
+        .env("FILESTORAGE_ADDRESS")
+        .default("127.0.0.1:50051"),
+    );
+  }
+  if (!has("--token")) {
+    program.addOption(new Option("--token <token>", "bearer token for client commands").env("FILESTORAGE_TOKEN"));
+  }
+  if (!has("--tls")) program.option("--tls", "connect to the daemon with TLS");
+  if (!has("--ca-cert")) program.option("--ca-cert <file>", "PEM roots to trust for --tls (default: system roots)");
+
+  program
+    .command("put")
+    .description("store a file, or stdin, under KEY")
+    .argument("<key>", "object key")
+    .argument("[file]", "file to upload; - or absent reads stdin")
+    .addOption(new Option("--kind <kind>", "how readers decode it").choices(["bytes", "text", "json"]).default("bytes"))
+    .option("--content-type <type>", "content type to record")
+    .option("--metadata <json>", "metadata as a JSON object")
+    .option("--if-generation-match <n>", "write only if the key has this generation (0: only if absent)")
+    .action((key: string, file: string | undefined, opts: PutOptions, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const fromStdin = file === undefined || file === "-";
+        const bar = fromStdin ? undefined : progressBar("put");
+        try {
+          const info = await client.upload(key, fromStdin ? process.stdin : file, {
+            kind: opts.kind,
+            contentType: opts.contentType,
+            metadata: opts.metadata === undefined ? undefined : parseMetadata(opts.metadata),
+            ifGenerationMatch: opts.ifGenerationMatch === undefined ? undefined : parseGeneration(opts.ifGenerationMatch),
+            onProgress: bar?.update,
+          });
+          bar?.stop();
+          printJson(info);
+        } finally {
+          bar?.stop();
+        }
+      }),
+    );
+
+  program
+    .command("get")
+    .description("write the object under KEY to a file, or stdout")
+    .argument("<key>", "object key")
+    .argument("[file]", "file to write; - or absent writes stdout")
+    .option("--resume", "continue an interrupted download into FILE of the same generation")
+    .action((key: string, file: string | undefined, opts: { resume?: boolean }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        if (file === undefined || file === "-") {
+          const { stream } = await client.download(key);
+          await pipeline(stream, process.stdout).catch(ignoreClosedStdout);
+          return;
+        }
+        const bar = progressBar("get");
+        try {
+          await client.downloadToFile(key, file, { resume: opts.resume, onProgress: bar?.update });
+        } finally {
+          bar?.stop();
+        }
+      }),
+    );
+
+  program
+    .command("ls")
+    .description("list keys under PREFIX, in order")
+    .argument("[prefix]", "key prefix", "")
+    .option("-l, --long", "also print size, generation, backend and update time")
+    .option("-d, --delimiter <delimiter>", "roll keys up at this separator (usually /)")
+    .option("--page-size <n>", "keys per request (default: the daemon's, 1000)", parsePageSize)
+    .action((prefix: string, opts: { long?: boolean; delimiter?: string; pageSize?: number }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        let pageToken: string | undefined;
+        do {
+          const page = await client.listKeys({
+            prefix,
+            delimiter: opts.delimiter,
+            includeInfo: opts.long,
+            limit: opts.pageSize,
+            pageToken,
+          });
+          const lines = page.keys.map((key, i) => {
+            const info = page.objects[i];
+            if (!opts.long || !info) return { name: key, line: key };
+            const updated = info.updatedAt?.toISOString() ?? "-";
+            return { name: key, line: `${info.size}\t${info.generation}\t${info.backend}\t${updated}\t${key}` };
+          });
+          for (const p of page.prefixes) lines.push({ name: p, line: opts.long ? `-\t-\t-\t-\t${p}` : p });
+          lines.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+          if (lines.length > 0) await write(lines.map((l) => l.line + "\n").join(""));
+          pageToken = page.nextPageToken;
+        } while (pageToken);
+      }),
+    );
+
+  program
+    .command("rm")
+    .description("delete keys")
+    .argument("<keys...>", "object keys")
+    .action((keys: string[], _opts: unknown, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        let missing = false;
+        for (const key of keys) {
+          if (!(await client.delete(key))) {
+            missing = true;
+            printError(new FileStorageError(status.NOT_FOUND, `no object under key "${key}"`));
+          }
+        }
+        return missing ? EXIT_NOT_FOUND : 0;
+      }),
+    );
+
+  program
+    .command("stat")
+    .description("print the ObjectInfo of KEY as JSON")
+    .argument("<key>", "object key")
+    .action((key: string, _opts: unknown, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const info = await client.stat(key);
+        if (!info) throw new FileStorageError(status.NOT_FOUND, `no object under key "${key}"`);
+        printJson(info);
+      }),
+    );
+
+  program
+    .command("stats")
+    .description("print the daemon's state and counters as JSON")
+    .action((_opts: unknown, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        printJson(await client.getStats());
+      }),
+    );
+}
+
+interface PutOptions {
+  kind: DataKindName;
+  contentType?: string;
+  metadata?: string;
+  ifGenerationMatch?: string;
+}
+
+/**
+ * Runs `fn` with a client built from the global options, closes it, and
+ * turns the outcome into an exit code (process.exitCode, so output flushes).
+ */
+async function withClient(cmd: Command, fn: (client: FileStorageClient) => Promise<number | void>): Promise<void> {
+  const opts = cmd.optsWithGlobals<GlobalOptions>();
+  let client: FileStorageClient | undefined;
+  try {
+    const rootCerts = opts.caCert ? fs.readFileSync(opts.caCert) : undefined;
+    client = new FileStorageClient(opts.address, {
+      token: opts.token,
+      tls: opts.tls || rootCerts ? { rootCerts } : false,
+    });
+    const code = await fn(client);
+    if (code) process.exitCode = code;
+  } catch (err) {
+    printError(err);
+    process.exitCode = FileStorageError.is(err, status.NOT_FOUND) ? EXIT_NOT_FOUND : EXIT_FAILED;
+  } finally {
+    client?.close();
+  }
+}
+
+/** One line on stderr: `filestorage: <CODE_NAME>: <message>`. */
+function printError(err: unknown): void {
+  let line: string;
+  if (err instanceof FileStorageError) line = `${err.codeName}: ${err.details}`;
+  // Node's system errors already read "ENOENT: no such file or directory, ...".
+  else if (err instanceof Error && typeof (err as NodeJS.ErrnoException).code === "string") line = err.message;
+  else line = `UNKNOWN: ${err instanceof Error ? err.message : String(err)}`;
+  process.stderr.write(`filestorage: ${line}\n`);
+}
+
+function printJson(value: unknown): void {
+  // Generations are int64: printed as strings so no reader rounds them.
+  const text = JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2);
+  process.stdout.write(text + "\n");
+}
+
+function write(text: string): Promise<void> {
+  return new Promise((resolve, reject) => process.stdout.write(text, (err) => (err ? reject(err) : resolve())));
+}
+
+// `filestorage get KEY | head` closes the pipe early; that is not a failure.
+function ignoreClosedStdout(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code !== "EPIPE") throw err;
+}
+
+function parseMetadata(text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new FileStorageError(status.INVALID_ARGUMENT, `--metadata is not JSON: ${(err as Error).message}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new FileStorageError(status.INVALID_ARGUMENT, "--metadata must be a JSON object");
+  }
+  return value as Record<string, unknown>;
+}
+
+function parsePageSize(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000) {
+    throw new InvalidArgumentError("--page-size must be a whole number from 1 to 10000");
+  }
+  return n;
+}
+
+function parseGeneration(text: string): bigint {
+  if (!/^\d+$/.test(text)) {
+    throw new FileStorageError(status.INVALID_ARGUMENT, `--if-generation-match must be a whole number, got "${text}"`);
+  }
+  return BigInt(text);
+}
+
+interface Progress {
+  update: (done: number, total?: number) => void;
+  stop: () => void;
+}
+
+/** A byte progress bar on stderr, or undefined when stderr is not a terminal. */
+function progressBar(label: string): Progress | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  const bar = new SingleBar(
+    {
+      stream: process.stderr,
+      format: `${label} [{bar}] {percentage}% | {doneMiB}/{totalMiB} MiB`,
+      hideCursor: true,
+    },
+    Presets.shades_classic,
+  );
+  let started = false;
+  let stopped = false;
+  const mib = (n: number): string => (n / MiB).toFixed(1);
+  return {
+    update: (done, total) => {
+      const payload = { doneMiB: mib(done), totalMiB: total === undefined ? "?" : mib(total) };
+      if (!started) {
+        started = true;
+        bar.start(total ?? 0, done, payload);
+      } else {
+        if (total !== undefined) bar.setTotal(total);
+        bar.update(done, payload);
+      }
+    },
+    stop: () => {
+      if (started && !stopped) bar.stop();
+      stopped = true;
+    },
+  };
+}
