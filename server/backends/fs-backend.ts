@@ -625,21 +625,13 @@ function withSignal(body: Readable, signal: AbortSignal | undefined): Readable {
 /** Iterates `source`, stopping at once when `signal` aborts even while the source is waiting. */
 async function* abortable(source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
   const iterator = source[Symbol.asyncIterator]();
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(abortError(signal!));
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-  aborted.catch(() => undefined);
   let finished = false;
   try {
     for (;;) {
       throwIfAborted(signal);
       let step: IteratorResult<Uint8Array>;
       try {
-        const next = iterator.next();
-        next.catch(() => undefined); // when the abort wins the race, a later failure of the source is moot
-        step = await Promise.race([next, aborted]);
+        step = await nextOrAbort(iterator, signal);
       } catch (err) {
         if (StorageError.is(err)) throw err;
         finished = true; // a source that threw is done
@@ -653,10 +645,37 @@ async function* abortable(source: AsyncIterable<Uint8Array>, signal: AbortSignal
       yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     }
   } finally {
-    if (onAbort) signal?.removeEventListener("abort", onAbort);
     // Let the source release what it holds; do not wait for a source that is stuck.
     if (!finished) void Promise.resolve(iterator.return?.()).catch(() => undefined);
   }
+}
+
+/**
+ * The next step of `iterator`, or an abort error as soon as `signal` fires.
+ * The listener lives for one step only: racing every step against one
+ * long-lived abort promise would leave a reaction per step on it, each holding
+ * its chunk, so a whole upload would stay in memory until it ended.
+ */
+function nextOrAbort<T>(iterator: AsyncIterator<T>, signal: AbortSignal | undefined): Promise<IteratorResult<T>> {
+  const next = iterator.next();
+  if (signal === undefined) return next;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      next.catch(() => undefined); // when the abort wins, a later failure of the source is moot
+      reject(abortError(signal));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    next.then(
+      (step) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(step);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 function abortError(signal: AbortSignal): StorageError {
