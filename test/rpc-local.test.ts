@@ -7,6 +7,8 @@ import * as protoLoader from "@grpc/proto-loader";
 import { protoPath } from "grpc-health-check";
 import { create } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
+import * as fsp from "node:fs/promises";
+import * as path from "node:path";
 import { crc32c } from "@node-rs/crc32";
 import {
   DataKind,
@@ -208,6 +210,47 @@ describe("streams", () => {
     expect((await read("stream/small", 6n))?.code).toBe(grpc.status.OUT_OF_RANGE);
     expect(await read("stream/small", 5n)).toBeNull();
     expect((await read("stream/none", 0n))?.code).toBe(grpc.status.NOT_FOUND);
+  });
+
+  const tmpFiles = () => fsp.readdir(path.join(daemon.storagePath, "tmp"));
+  async function expectNoTempFiles() {
+    for (let i = 0; i < 100 && (await tmpFiles()).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await tmpFiles()).toEqual([]);
+  }
+
+  test("a cancelled upload keeps the previous version and leaves no temp file", async () => {
+    await client.store("stream/cancel", Buffer.from("previous"));
+    const ac = new AbortController();
+    let sent = 0;
+    async function* endless() {
+      for (let i = 0; ; i++) {
+        yield Buffer.alloc(256 * 1024, i);
+        if (i > 8) await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const upload = client.upload("stream/cancel", endless(), { onProgress: (n) => (sent = n), signal: ac.signal });
+    const outcome = upload.then(() => "stored", (e: Error) => e.name);
+    while (sent < 2 * 1024 * 1024) await new Promise((r) => setTimeout(r, 10));
+    ac.abort();
+    expect(await outcome).not.toBe("stored");
+    await expectNoTempFiles();
+    expect((await client.retrieve("stream/cancel"))?.toString()).toBe("previous");
+  });
+
+  test("an upload past its deadline keeps the previous version and leaves no temp file", async () => {
+    await client.store("stream/deadline", Buffer.from("previous"));
+    const failed = new Promise<grpc.ServiceError | null>((resolve) => {
+      const call = raw.storeStream(new grpc.Metadata(), { deadline: Date.now() + 1500 }, (e) => resolve(e));
+      call.write(header("stream/deadline"));
+      call.write(chunk(Buffer.alloc(512 * 1024, 1)));
+      // ...and never end the stream.
+    });
+    // The write is under way: its temp file exists.
+    for (let i = 0; i < 100 && (await tmpFiles()).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect((await tmpFiles()).length).toBe(1);
+    expect((await failed)?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    await expectNoTempFiles();
+    expect((await client.retrieve("stream/deadline"))?.toString()).toBe("previous");
   });
 
   test("if_generation_match on RetrieveStream", async () => {
