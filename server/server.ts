@@ -6,9 +6,9 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DescFile } from "@bufbuild/protobuf";
-import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { FileDescriptorProtoSchema, type DescriptorProto } from "@bufbuild/protobuf/wkt";
 import * as fs from "node:fs";
 import { FileStorageService, file_filestorage_v1_file_storage } from "../gen/filestorage/v1/file_storage_pb.js";
 import { serviceDefinition } from "../client/src/grpc-binding.js";
@@ -41,6 +41,8 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
     onCompressionSaved: (n) => metrics.compressionSaved(n),
     onFallback: () => metrics.fallbackWrite(),
     onReplicated: (op) => metrics.replicated(op),
+    onCacheHit: () => metrics.cacheHit(),
+    onCacheMiss: () => metrics.cacheMiss(),
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
     log,
   });
@@ -145,7 +147,30 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
   };
 }
 
-/** A proto-loader package of our service and health, for the reflection service. */
+/** protobufjs names a map entry after its field ("Statuses"); protoc and Go want "StatusesEntry", fully qualified. */
+function fixMapEntries(bin: Uint8Array): Uint8Array {
+  const file = fromBinary(FileDescriptorProtoSchema, bin);
+  const walk = (msg: DescriptorProto, scope: string) => {
+    const fqn = `${scope}.${msg.name}`;
+    for (const nested of msg.nestedType) {
+      if (!nested.options?.mapEntry) continue;
+      const field = msg.field.find((f) => f.typeName === nested.name || f.typeName === `${fqn}.${nested.name}`);
+      if (!field) continue;
+      nested.name = field.name.replace(/(?:^|_)([a-z0-9])/g, (_m, c: string) => c.toUpperCase()) + "Entry";
+      field.typeName = `${fqn}.${nested.name}`;
+    }
+    msg.nestedType.forEach((n) => walk(n, fqn));
+  };
+  file.messageType.forEach((m) => walk(m, file.package ? `.${file.package}` : ""));
+  return toBinary(FileDescriptorProtoSchema, file);
+}
+
+/**
+ * The descriptors the reflection service serves: protobuf-es's exact ones for
+ * our file and its imports (Struct, Timestamp), and health's from
+ * proto-loader with its map entries repaired (Go clients such as grpcurl
+ * reject protobufjs's naming of them).
+ */
 function reflectionPackage(): protoLoader.PackageDefinition {
   const files: DescFile[] = [];
   const visit = (f: DescFile) => {
@@ -154,8 +179,10 @@ function reflectionPackage(): protoLoader.PackageDefinition {
     files.push(f);
   };
   visit(file_filestorage_v1_file_storage);
-  const set = create(FileDescriptorSetSchema, { file: files.map((f) => f.proto) });
-  const ours = protoLoader.loadFileDescriptorSetFromBuffer(Buffer.from(toBinary(FileDescriptorSetSchema, set)));
-  const healthPkg = protoLoader.loadSync(healthProtoPath);
-  return { ...ours, ...healthPkg };
+  const ours = files.map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
+  const health = Object.values(protoLoader.loadSync(healthProtoPath))
+    .flatMap((d) => ("fileDescriptorProtos" in d ? (d.fileDescriptorProtos as Buffer[]) : []))
+    .map((b) => Buffer.from(fixMapEntries(b)));
+  return { "filestorage.v1": { fileDescriptorProtos: [...ours, ...health] } } as unknown as protoLoader.PackageDefinition;
 }
+

@@ -67,8 +67,6 @@ export interface StorageStats {
   uptimeSeconds: number;
   version: string;
   operations: OperationCount[];
-  bytesStored: number;
-  objectsStored: number;
 }
 
 /** The plain view of a wire ObjectInfo. */
@@ -119,8 +117,6 @@ export function toStorageStats(msg: GetStatsResponse): StorageStats {
       successful: Number(op.successful),
       failed: Number(op.failed),
     })),
-    bytesStored: Number(msg.bytesStored),
-    objectsStored: Number(msg.objectsStored),
   };
 }
 

@@ -1,19 +1,56 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite runs against, when missing:
-#   fake-gcs-server (pinned) into .test-tools/bin via `go install`
+#   fake-gcs-server, grpcurl and grpc-health-probe (pinned) into
+#     .test-tools/bin via `go install`
+#   a Python venv at .test-tools/venv with pinned grpcio, grpcio-tools and
+#     protobuf (the polyglot tests generate Python stubs with it)
 #   redis-server from Debian's packages (root) or PyPI's bundled wheel.
+# Each pinned tool is skipped when its version marker matches. Several jest
+# runs may start at once: a lock makes them install one after another.
 # Fails loudly: the suite never skips these tests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FAKE_GCS_VERSION="v1.56.1"
+GRPCURL_VERSION="v1.9.4"
+HEALTH_PROBE_VERSION="v0.4.62"
+GRPCIO_VERSION="1.85.1"
+GRPCIO_TOOLS_VERSION="1.85.1"
+PROTOBUF_VERSION="7.36.2"
 bin="$PWD/.test-tools/bin"
 mkdir -p "$bin"
+exec 9>"$PWD/.test-tools/.install-lock"
+flock 9
 
-if [ ! -x "$bin/fake-gcs-server" ] || [ "$(cat "$bin/.fake-gcs-version" 2>/dev/null)" != "$FAKE_GCS_VERSION" ]; then
-  command -v go >/dev/null || { echo "install-tools: go is required to install fake-gcs-server" >&2; exit 1; }
-  echo "install-tools: go install fake-gcs-server@$FAKE_GCS_VERSION" >&2
-  GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION"
-  echo "$FAKE_GCS_VERSION" > "$bin/.fake-gcs-version"
+# go_install NAME MODULE_PATH VERSION: installs $bin/NAME unless the marker
+# $bin/.NAME-version already names VERSION.
+go_install() {
+  local name="$1" module="$2" version="$3"
+  if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name-version" 2>/dev/null)" = "$version" ]; then return 0; fi
+  command -v go >/dev/null || { echo "install-tools: go is required to install $name" >&2; exit 1; }
+  echo "install-tools: go install $module@$version" >&2
+  GOBIN="$bin" GOFLAGS=-mod=mod go install "$module@$version" \
+    || { echo "install-tools: FAILED to install $name ($module@$version)" >&2; exit 1; }
+  echo "$version" > "$bin/.$name-version"
+}
+
+# Markers are .NAME-version; fake-gcs-server's used to be .fake-gcs-version.
+if [ -f "$bin/.fake-gcs-version" ] && [ ! -f "$bin/.fake-gcs-server-version" ]; then
+  mv "$bin/.fake-gcs-version" "$bin/.fake-gcs-server-version"
+fi
+go_install fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION"
+go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION"
+go_install grpc-health-probe github.com/grpc-ecosystem/grpc-health-probe "$HEALTH_PROBE_VERSION"
+
+venv="$PWD/.test-tools/venv"
+venv_pins="grpcio==$GRPCIO_VERSION grpcio-tools==$GRPCIO_TOOLS_VERSION protobuf==$PROTOBUF_VERSION"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.pins" 2>/dev/null)" != "$venv_pins" ]; then
+  command -v python3 >/dev/null || { echo "install-tools: python3 is required for the Python client tests" >&2; exit 1; }
+  echo "install-tools: python3 -m venv .test-tools/venv; pip install $venv_pins" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv" || { echo "install-tools: FAILED to create the venv $venv" >&2; exit 1; }
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $venv_pins \
+    || { echo "install-tools: FAILED to pip install $venv_pins" >&2; exit 1; }
+  echo "$venv_pins" > "$venv/.pins"
 fi
 
 if ! command -v redis-server >/dev/null && [ ! -x "$bin/redis-server" ]; then
