@@ -39,6 +39,10 @@ export interface CacheOptions {
   url?: string;
   /** Key prefix in the store (several deployments on one Redis). */
   namespace?: string;
+  /** Called on every get/head answered by the cache (metrics). */
+  onHit?: () => void;
+  /** Called on every get/head the cache could not answer (metrics). */
+  onMiss?: () => void;
 }
 
 export interface CacheStats {
@@ -70,6 +74,14 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
   const fills = new Map<string, Set<Fill>>();
   let hits = 0;
   let misses = 0;
+  const hit = () => {
+    hits++;
+    opts.onHit?.();
+  };
+  const miss = () => {
+    misses++;
+    opts.onMiss?.();
+  };
 
   function register(key: string): Fill {
     const fill: Fill = { cancelled: false, startedAt: Date.now() };
@@ -132,11 +144,11 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
         const bytes = sliceRange(cached.bytes, range);
         // A range the cache cannot answer (bad or past the end) gets the inner backend's answer and error.
         if (bytes) {
-          hits++;
+          hit();
           return { record: { ...cached.record }, body: bodyOf(bytes) };
         }
       }
-      misses++;
+      miss();
       if (range) return inner.get(key, getOpts);
 
       const fill = register(key);
@@ -177,10 +189,10 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
       throwIfAborted(headOpts?.signal);
       const cached = await lookup(key);
       if (cached) {
-        hits++;
+        hit();
         return { ...cached.record };
       }
-      misses++;
+      miss();
       return inner.head(key, headOpts);
     },
 

@@ -185,7 +185,7 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
       const got = await readStored();
       let stream: AsyncIterable<Uint8Array> = got.body;
       if (encryption !== undefined) stream = decryptSegments(stream, { keyring });
-      return { record: got.record, body: toBody(slice(gunzipStage(stream), range.offset, want)) };
+      return { record: got.record, body: toBody(slice(gunzipStage(stream), range.offset, want), got.body) };
     }
     // Encrypted only: read the header, then just the segments holding the range.
     const headerRead = await readStored({ offset: 0, length: HEADER_BYTES });
@@ -194,7 +194,7 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
     const got = await readStored({ offset: plan.storedOffset, length: plan.storedLength });
     const { firstIndex, finalIndex, segmentCount } = plan;
     const plain = decryptSegments(got.body, { keyring, header, firstIndex, finalIndex, segmentCount });
-    return { record: got.record, body: toBody(slice(plain, plan.skip, want)) };
+    return { record: got.record, body: toBody(slice(plain, plan.skip, want), got.body) };
   }
 
   /** Decodes a whole stored object and checks the original size and CRC32C at its end. */
@@ -211,7 +211,7 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
       stream = decryptSegments(stream, { keyring });
     }
     if (compression !== undefined) stream = gunzipStage(stream);
-    return toBody(verifyChecksum(stream, record.size, record.crc32c));
+    return toBody(verifyChecksum(stream, record.size, record.crc32c), body);
   }
 
   return {
@@ -248,8 +248,21 @@ async function* inspect(
 }
 
 /** A byte stream (not object mode) of `source`; destroying it releases the source. */
-function toBody(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Readable {
-  return Readable.from(source, { objectMode: false });
+/**
+ * A Readable of `source`, which reads `inner`. When it closes (ended, failed
+ * or destroyed before the first read) `inner` is destroyed too: a generator
+ * that never started would not release it, leaving its file open. An error
+ * of `inner` that nobody reads (e.g. its abort signal fired after the caller
+ * dropped the body) must not become an uncaught 'error' event; while the
+ * source reads `inner` it still sees every error through its iterator.
+ */
+function toBody(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, inner?: Readable): Readable {
+  const body = Readable.from(source, { objectMode: false });
+  if (inner) {
+    inner.on("error", () => undefined);
+    body.once("close", () => inner.destroy());
+  }
+  return body;
 }
 
 /** The chunks already pulled, then the rest of the iterator (if it has not ended). */

@@ -18,7 +18,13 @@ export interface QuotaReservation {
 export interface Quotas {
   /** True when some quota prefix covers the key. */
   covers(key: string): boolean;
-  reserve(key: string, bytes: number): QuotaReservation;
+  /**
+   * Reserves `bytes` for a write of `key` that replaces an object of
+   * `replacing` bytes (0 when new): the old bytes count as freed for the
+   * check, so rewriting an object at the limit with one of the same size fits.
+   * Throws RESOURCE_EXHAUSTED naming the prefix when the quota cannot hold it.
+   */
+  reserve(key: string, bytes: number, replacing?: number): QuotaReservation;
   /** An object of `size` bytes under `key` was deleted. */
   released(key: string, size: number): void;
   usage(): { prefix: string; used: number; limit: number }[];
@@ -35,15 +41,16 @@ export function createQuotas(limits: Record<string, number>, initialUsage: Recor
 
   return {
     covers: (key) => matching(key).length > 0,
-    reserve(key, bytes) {
+    reserve(key, bytes, replacing = 0) {
       const hit = matching(key);
       let held = 0;
       const take = (n: number) => {
         for (const e of hit) {
-          if (e.used + e.reserved + n > e.limit) {
+          if (e.used - replacing + e.reserved + n > e.limit) {
+            const freed = replacing > 0 ? ` (${replacing} of them freed by replacing the object)` : "";
             throw new StorageError(
               Code.ResourceExhausted,
-              `quota exceeded for prefix "${e.prefix}": the limit is ${e.limit} bytes, ${e.used} are used and this write needs ${held + n}`,
+              `quota exceeded for prefix "${e.prefix}": the limit is ${e.limit} bytes, ${e.used} are used${freed} and this write needs ${held + n}`,
             );
           }
         }
