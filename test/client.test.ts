@@ -339,3 +339,27 @@ async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
   for await (const chunk of stream) parts.push(chunk as Buffer);
   return Buffer.concat(parts);
 }
+
+describe("upload abort", () => {
+  test("an aborted upload rejects at once even while its source is stalled", async () => {
+    const d = await startDaemon();
+    const c = new FileStorageClient(d.address);
+    try {
+      const ac = new AbortController();
+      async function* stalled() {
+        yield Buffer.alloc(1024, 1);
+        await new Promise((r) => setTimeout(r, 10_000));
+        yield Buffer.alloc(1024, 2);
+      }
+      const started = Date.now();
+      const upload = c.upload("abort/stalled", stalled(), { signal: ac.signal });
+      setTimeout(() => ac.abort(), 200);
+      await expect(upload).rejects.toBeDefined();
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(await c.exists("abort/stalled")).toBe(false);
+    } finally {
+      c.close();
+      await d.stop();
+    }
+  });
+});

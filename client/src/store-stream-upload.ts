@@ -46,15 +46,35 @@ export async function sendStoreStream(
     if (!call.write(create(StoreStreamRequestSchema, { payload }))) await drained(call, done);
   };
 
+  // Waiting for the source must end when the call is answered (an error or a
+  // cancel): one handler on `done` wakes whichever step is waiting. Racing each
+  // step against `done` instead would leave a reaction per step on it, each
+  // holding its chunk, for the whole upload.
+  const stop = Symbol("answered");
+  let wake: (() => void) | undefined;
+  void done.then(() => wake?.());
+  const iterator = source[Symbol.asyncIterator]();
+  let exhausted = false;
+
   try {
     await send({ case: "header", value: header });
     let crc = 0;
     let sent = 0;
-    pieces: for await (const piece of source) {
+    pieces: while (!answered) {
+      const step = await new Promise<IteratorResult<Uint8Array | string> | typeof stop>((resolve, reject) => {
+        wake = () => resolve(stop);
+        iterator.next().then(resolve, reject);
+      });
+      wake = undefined;
+      if (step === stop) break;
+      if (step.done) {
+        exhausted = true;
+        break;
+      }
+      const piece = step.value;
       const bytes = typeof piece === "string" ? Buffer.from(piece, "utf8") : piece;
       for (let at = 0; at < bytes.length; at += opts.chunkSize) {
-        // The daemon already answered (an error, since no trailer was sent):
-        // stop reading the source; `for await` closes it on the way out.
+        // The daemon already answered (an error, since no trailer was sent): stop reading the source.
         if (answered) break pieces;
         const chunk = bytes.subarray(at, at + opts.chunkSize);
         crc = crc32c(chunk, crc);
@@ -68,9 +88,13 @@ export async function sendStoreStream(
       call.end();
     }
   } catch (err) {
+    exhausted = true; // a source that threw is finished
     call.cancel();
     await done;
     throw err;
+  } finally {
+    // Let an abandoned source release what it holds, without waiting on a stuck one.
+    if (!exhausted) void Promise.resolve(iterator.return?.()).catch(() => undefined);
   }
   return response;
 }
