@@ -10,7 +10,11 @@
  *   array of chunks) is replayed on the fallback.
  * - Reads of a key with a pending outbox entry are served by the fallback even
  *   while the primary is up (it holds the newest copy); otherwise the primary,
- *   then the fallback when the primary is unavailable.
+ *   then the fallback when the primary is unavailable. A key the primary alone
+ *   holds cannot be read while it is down: UNAVAILABLE, never a false miss.
+ * - A write to a key with a pending entry while the primary is up goes to the
+ *   primary, guarded on the primary's copy, and retires the entry; if the
+ *   replicator copied the entry meanwhile, the write is judged again.
  * - Deletes while the primary is unavailable, or of a key with a pending
  *   entry, are recorded as outbox tombstones and replayed by the replicator.
  * - Listing merges the primary with the fallback's pending changes; it needs
@@ -58,7 +62,13 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
     unavailable(`${what}: the primary storage tier is unavailable and the local tier cannot serve it`, cause);
 
   async function readThrough<T>(key: string, what: string, fromPrimary: () => Promise<T | undefined>, fromFallback: () => Promise<T | undefined>): Promise<T | undefined> {
-    if (outbox.get(key)) return fromFallback();
+    const pending = outbox.get(key);
+    if (pending) {
+      const local = await fromFallback();
+      // A miss is the answer (a tombstone) unless the replicator completed the
+      // entry meanwhile and dropped the local copy: then the primary has it.
+      if (local !== undefined || outbox.get(key)?.seq === pending.seq) return local;
+    }
     try {
       return await onPrimary(fromPrimary);
     } catch (err) {
@@ -71,6 +81,16 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
   }
 
   async function put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions = {}): Promise<ObjectRecord> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await putOnce(key, source, meta, putOpts);
+      } catch (err) {
+        if (!(err instanceof PendingRace) || attempt >= PENDING_RACE_ATTEMPTS) throw err instanceof PendingRace ? err.cause : err;
+      }
+    }
+  }
+
+  async function putOnce(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions): Promise<ObjectRecord> {
     const pending = outbox.get(key);
     if (pending && putOpts.ifGenerationMatch !== undefined) {
       // The local copy is the newest one; the caller's precondition speaks of it.
@@ -101,8 +121,14 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
       }
       return record;
     } catch (err) {
-      if (!isUnavailable(err) || !opts.fallbackEnabled) throw err;
       const replayable = source instanceof BufferedSource || !consumed;
+      const raced = putOpts.ifGenerationMatch === undefined || outbox.get(key)?.seq !== pending?.seq;
+      if (pending && replayable && raced && StorageError.is(err, Code.FailedPrecondition, Code.Aborted)) {
+        // The primary copy we guarded on changed under us (the replicator
+        // copied the pending entry, or another writer): judge the write again.
+        throw new PendingRace(err);
+      }
+      if (!isUnavailable(err) || !opts.fallbackEnabled) throw err;
       if (!replayable) throw unavailable("the primary storage tier failed during the upload; retry it", err);
       if (putOpts.ifGenerationMatch !== undefined && !pending) {
         // Without the primary we cannot know the current generation.
@@ -168,6 +194,15 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
     },
   };
 }
+
+/** A write guarded on the primary copy lost a race with the replicator; `cause` is what the primary said. */
+class PendingRace extends Error {
+  constructor(override readonly cause: unknown) {
+    super("the pending entry changed during the write");
+  }
+}
+
+const PENDING_RACE_ATTEMPTS = 3;
 
 /**
  * Merges a primary page with the fallback's page of the same request: keys

@@ -41,6 +41,9 @@ export interface EngineEvents {
   onReplicated?: (op: "put" | "delete", outcome: "copied" | "superseded") => void;
   onBreakerState?: (state: "closed" | "open" | "half-open") => void;
   onExpired?: (count: number) => void;
+  /** A get/head answered by the cache / not answered by it. */
+  onCacheHit?: () => void;
+  onCacheMiss?: () => void;
   log?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
 
@@ -93,7 +96,9 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
   let outbox: Outbox | undefined;
 
   if (config.gcsBucketName) {
-    breaker = new CircuitBreaker({ failureThreshold: 3, resetTimeoutMs: 2000 });
+    // One failed call already spent MAX_RETRIES retries, so it opens the breaker:
+    // later calls fail over at once and GetStats says GCS is unavailable.
+    breaker = new CircuitBreaker({ failureThreshold: 1, resetTimeoutMs: 2000 });
     let gcsRaw: Backend;
     try {
       // Loaded only with a bucket: the embedded mode never pays for the GCS SDK.
@@ -113,7 +118,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
       throw err;
     }
     try {
-      await gcsRaw.probe();
+      await breaker.run(() => gcsRaw.probe());
     } catch (err) {
       if (!config.enableLocalFallback) {
         await localRaw.close();
@@ -133,6 +138,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
     replicator = startReplicator({
       primary: gcsRaw,
       fallback: localRaw,
+      breaker,
       intervalMs: config.replicationIntervalMs,
       onReplicated: events.onReplicated,
       onError: (err, entry) => events.log?.warn({ err, key: entry.key, op: entry.op }, "replication attempt failed"),
@@ -152,6 +158,8 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
         ttlMs: config.cacheTtlSeconds * 1000,
         maxObjectBytes: config.cacheMaxObjectBytes,
         url: config.cacheUrl,
+        onHit: events.onCacheHit,
+        onMiss: events.onCacheMiss,
       })
     : undefined;
   const store: Backend = cache ?? top;
@@ -164,9 +172,11 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
     checkKey(key);
     const { declaredSize, ...putOpts } = opts;
     if (declaredSize !== undefined && declaredSize > config.maxObjectBytes) throw tooLarge(declaredSize);
-    const reservation = quotas?.covers(key) ? quotas.reserve(key, declaredSize ?? 0) : undefined;
+    // The object this write replaces frees its bytes (an expired one too: it is still counted until swept).
+    const covered = quotas?.covers(key) ?? false;
+    const oldSize = covered ? (await store.head(key, { signal: putOpts.signal }))?.size ?? 0 : 0;
+    const reservation = covered ? quotas!.reserve(key, declaredSize ?? 0, oldSize) : undefined;
     try {
-      const oldSize = reservation ? (live(await store.head(key)))?.size ?? 0 : 0;
       const limited = limitSource(source, config.maxObjectBytes, declaredSize ?? 0, reservation?.grow);
       const record = await store.put(key, limited, meta, putOpts);
       reservation?.commit(record.size, oldSize);
@@ -280,8 +290,10 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
       for (const r of page.objects) {
         if (r.expiresAt !== undefined && r.expiresAt <= now) {
           try {
-            if (await store.delete(r.key, { ifGenerationMatch: r.generation })) count++;
-            quotas?.released(r.key, r.size);
+            if (await store.delete(r.key, { ifGenerationMatch: r.generation })) {
+              count++;
+              quotas?.released(r.key, r.size);
+            }
           } catch (err) {
             // Rewritten meanwhile (precondition) or a tier is down: next sweep.
             if (!StorageError.is(err, Code.FailedPrecondition, Code.Unavailable)) throw err;

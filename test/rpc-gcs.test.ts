@@ -1,0 +1,262 @@
+/**
+ * The daemon with GCS as its primary tier, through the real gRPC server and
+ * the real fake-gcs-server emulator: every RPC lands in GCS (checked with the
+ * GCS SDK directly against the emulator), our flags live in custom metadata,
+ * generations are GCS's, and preconditions work end to end.
+ */
+import { randomBytes } from "node:crypto";
+import { gunzipSync } from "node:zlib";
+import { Storage } from "@google-cloud/storage";
+import { crc32c } from "@node-rs/crc32";
+import * as grpc from "@grpc/grpc-js";
+import { FileStorageClient, FileStorageError } from "../client/src/index.js";
+import { BufferedSource, type Backend, type PutMeta } from "../server/backends/backend.js";
+import { createFsBackend } from "../server/backends/fs-backend.js";
+import { createGcsBackend, gcsStorageOptions } from "../server/backends/gcs-backend.js";
+import { createChainBackend } from "../server/engine/chain-backend.js";
+import { CircuitBreaker } from "../server/engine/circuit-breaker.js";
+import { makeTempDir, type TempDir } from "./support/temp-dir.js";
+import { startDaemon, type TestDaemon } from "./support/daemon.js";
+import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
+
+const BUCKET = "fs-rpc-gcs";
+const MiB = 1024 * 1024;
+
+let gcs: FakeGcs;
+let daemon: TestDaemon;
+let client: FileStorageClient;
+let sdk: Storage;
+
+beforeAll(async () => {
+  gcs = await startFakeGcs();
+  daemon = await startDaemon({
+    GCS_BUCKET_NAME: BUCKET,
+    GCS_PROJECT_ID: "test",
+    GCS_API_ENDPOINT: gcs.url,
+    MAX_RETRIES: "2",
+    TIMEOUT_SECONDS: "5",
+    REPLICATION_INTERVAL_MS: "200",
+    // Reads must reach the tiers, not a cache, for these checks.
+    ENABLE_CACHE: "false",
+    MAX_UNARY_BYTES: String(MiB),
+  });
+  client = new FileStorageClient(daemon.address, { maxUnaryBytes: MiB });
+  sdk = new Storage(gcsStorageOptions({ apiEndpoint: gcs.url, projectId: "test", timeoutMs: 5000 }));
+});
+afterAll(async () => {
+  client?.close();
+  await daemon?.stop();
+  await gcs?.stop();
+});
+
+const gcsFile = (key: string) => sdk.bucket(BUCKET).file(key);
+const gcsMeta = async (key: string) => (await gcsFile(key).getMetadata())[0];
+const gcsExists = async (key: string) => (await gcsFile(key).exists())[0];
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(FileStorageError);
+    return String(grpc.status[(err as FileStorageError).code]);
+  }
+  throw new Error("expected the call to fail");
+}
+
+test("the daemon created the bucket and reports GCS available", async () => {
+  const [exists] = await sdk.bucket(BUCKET).exists();
+  expect(exists).toBe(true);
+  const stats = await client.getStats();
+  expect(stats.gcsAvailable).toBe(true);
+  expect(stats.pendingReplication).toBe(0);
+  expect(stats.oldestPendingAgeSeconds).toBe(0);
+});
+
+test("Store lands in GCS with our flags in custom metadata and the generation GCS gave it", async () => {
+  const info = await client.store("rpc/text", "hello gcs", { metadata: { owner: "t", tags: ["a", "b"] } });
+  expect(info.backend).toBe("gcs");
+  expect(info.pendingReplication).toBe(false);
+  const md = await gcsMeta("rpc/text");
+  expect(BigInt(md.generation!)).toBe(info.generation);
+  expect(md.contentEncoding ?? "").not.toBe("gzip");
+  expect(md.metadata).toMatchObject({ "x-fs-kind": "TEXT" });
+  expect(JSON.parse(String(md.metadata!["x-fs-metadata"]))).toEqual({ owner: "t", tags: ["a", "b"] });
+  const [bytes] = await gcsFile("rpc/text").download();
+  expect(bytes.toString()).toBe("hello gcs");
+  // Nothing waits in the local tier.
+  expect(daemon.server.engine.status().pending.count).toBe(0);
+});
+
+test("a compressible JSON object is gzip-compressed at rest, flagged in custom metadata only", async () => {
+  const value = { rows: Array.from({ length: 400 }, (_, i) => ({ id: i, name: `row-${i}`, ok: true })) };
+  const info = await client.store("rpc/json", value);
+  expect(info.compressed).toBe(true);
+  expect(info.storedSize).toBeLessThan(info.size);
+  const md = await gcsMeta("rpc/json");
+  expect(md.contentEncoding ?? "").not.toBe("gzip");
+  expect(JSON.parse(String(md.metadata!["x-fs-encoding"]))).toEqual({ compression: "gzip" });
+  expect(Number(md.size)).toBe(info.storedSize);
+  const [atRest] = await gcsFile("rpc/json").download();
+  expect(JSON.parse(gunzipSync(atRest).toString())).toEqual(value);
+  expect(await client.retrieve("rpc/json")).toEqual(value);
+});
+
+test("Retrieve, Stat and Exists read from GCS; binary data comes back unchanged", async () => {
+  const data = randomBytes(3000);
+  await client.store("rpc/bin", data);
+  const got = await client.retrieveWithInfo<Buffer>("rpc/bin");
+  expect(Buffer.compare(got!.data, data)).toBe(0);
+  expect(got!.info.backend).toBe("gcs");
+  expect(got!.info.crc32c).toBe(crc32c(data) >>> 0);
+  const stat = await client.stat("rpc/bin");
+  expect(stat).toMatchObject({ backend: "gcs", kind: "bytes", size: 3000, pendingReplication: false });
+  expect(await client.exists("rpc/bin")).toBe(true);
+  expect(await client.exists("rpc/none")).toBe(false);
+  expect(await client.retrieve("rpc/none")).toBeNull();
+  expect(await client.stat("rpc/none")).toBeNull();
+});
+
+test("an object written directly to GCS by someone else is readable through the daemon", async () => {
+  await gcsFile("rpc/foreign").save(Buffer.from("from elsewhere"), { preconditionOpts: { ifGenerationMatch: 0 } });
+  const got = await client.retrieveWithInfo<Buffer>("rpc/foreign");
+  expect(got!.data.toString()).toBe("from elsewhere");
+  expect(got!.info.backend).toBe("gcs");
+});
+
+test("Delete removes the object from GCS; a second delete says false", async () => {
+  await client.store("rpc/del", "bye");
+  expect(await gcsExists("rpc/del")).toBe(true);
+  expect(await client.delete("rpc/del")).toBe(true);
+  expect(await gcsExists("rpc/del")).toBe(false);
+  expect(await client.delete("rpc/del")).toBe(false);
+  expect(await client.exists("rpc/del")).toBe(false);
+});
+
+test("ListKeys lists GCS in order with delimiter and page tokens", async () => {
+  const keys = ["ls/a", "ls/b/1", "ls/b/2", "ls/c", "ls/d", "ls/e"];
+  for (const k of keys) await client.store(k, k);
+  const all: string[] = [];
+  for await (const k of client.iterateKeys({ prefix: "ls/", pageSize: 2 })) all.push(k);
+  expect(all).toEqual(keys);
+  const page = await client.listKeys({ prefix: "ls/", delimiter: "/", includeInfo: true });
+  expect(page.keys).toEqual(["ls/a", "ls/c", "ls/d", "ls/e"]);
+  expect(page.prefixes).toEqual(["ls/b/"]);
+  expect(page.objects.every((o) => o.backend === "gcs")).toBe(true);
+  expect(await client.deleteMany({ prefix: "ls/b/" })).toBe(2);
+  const [files] = await sdk.bucket(BUCKET).getFiles({ prefix: "ls/b/" });
+  expect(files).toHaveLength(0);
+});
+
+test("streams: upload goes to GCS (resumable path included) and downloads whole and by range", async () => {
+  // Above the unary limit and the GCS tier's 8 MiB resumable threshold; still modest for the emulator's RAM.
+  const data = randomBytes(9 * MiB + 123);
+  const info = await client.upload("rpc/stream", [data.subarray(0, MiB), data.subarray(MiB)], { size: data.length });
+  expect(info.backend).toBe("gcs");
+  expect(info.size).toBe(data.length);
+  const md = await gcsMeta("rpc/stream");
+  expect(BigInt(md.generation!)).toBe(info.generation);
+  expect(Number(md.metadata!["x-fs-size"])).toBe(data.length);
+  const [atRest] = await gcsFile("rpc/stream").download();
+  expect(Buffer.compare(atRest, data)).toBe(0);
+
+  const whole = await client.download("rpc/stream");
+  expect(whole.info.backend).toBe("gcs");
+  const chunks: Buffer[] = [];
+  for await (const c of whole.stream) chunks.push(c as Buffer);
+  expect(Buffer.compare(Buffer.concat(chunks), data)).toBe(0);
+
+  const part = await client.download("rpc/stream", { offset: MiB, limit: 1000 });
+  const partChunks: Buffer[] = [];
+  for await (const c of part.stream) partChunks.push(c as Buffer);
+  expect(Buffer.compare(Buffer.concat(partChunks), data.subarray(MiB, MiB + 1000))).toBe(0);
+
+  // Retrieve of an object over the unary limit goes through the stream transparently.
+  const back = await client.retrieve<Buffer>("rpc/stream");
+  expect(Buffer.compare(back!, data)).toBe(0);
+});
+
+test("generations rise on each write and are GCS's own", async () => {
+  const a = await client.store("rpc/gen", "1");
+  const b = await client.store("rpc/gen", "2");
+  expect(b.generation).toBeGreaterThan(a.generation);
+  expect(BigInt((await gcsMeta("rpc/gen")).generation!)).toBe(b.generation);
+});
+
+test("preconditions work through the daemon on GCS", async () => {
+  // 0 = only if absent.
+  const first = await client.store("rpc/pre", "v1", { ifGenerationMatch: 0 });
+  expect(await codeOf(client.store("rpc/pre", "again", { ifGenerationMatch: 0 }))).toBe("FAILED_PRECONDITION");
+  expect(await codeOf(client.store("rpc/pre", "stale", { ifGenerationMatch: first.generation + 1n }))).toBe("FAILED_PRECONDITION");
+  const second = await client.store("rpc/pre", "v2", { ifGenerationMatch: first.generation });
+  expect(second.generation).toBeGreaterThan(first.generation);
+  expect(await client.retrieve("rpc/pre")).toBe("v2");
+
+  // A write made directly to GCS makes the daemon's old generation stale.
+  await gcsFile("rpc/pre").save(Buffer.from("direct"), { preconditionOpts: { ifGenerationMatch: Number(second.generation) } });
+  expect(await codeOf(client.store("rpc/pre", "v3", { ifGenerationMatch: second.generation }))).toBe("FAILED_PRECONDITION");
+
+  // Conditional deletes.
+  const now = (await client.stat("rpc/pre"))!;
+  expect(await codeOf(client.delete("rpc/pre", { ifGenerationMatch: second.generation }))).toBe("FAILED_PRECONDITION");
+  expect(await gcsExists("rpc/pre")).toBe(true);
+  expect(await client.delete("rpc/pre", { ifGenerationMatch: now.generation })).toBe(true);
+  expect(await gcsExists("rpc/pre")).toBe(false);
+
+  // Downloads pinned to a generation.
+  const v = await client.store("rpc/pin", "pinned");
+  await client.store("rpc/pin", "moved");
+  expect(await codeOf(client.download("rpc/pin", { ifGenerationMatch: v.generation }))).toBe("FAILED_PRECONDITION");
+});
+
+describe("the chain while changes wait in the outbox (GCS up, replicator not running)", () => {
+  const meta: PutMeta = { kind: "BYTES", contentType: "application/octet-stream", metadata: {} };
+  const src = (text: string) => new BufferedSource([Buffer.from(text)]);
+  let chain: Backend;
+  let dir: TempDir;
+
+  beforeAll(async () => {
+    const primary = await createGcsBackend({ bucket: "fs-rpc-gcs-merge", projectId: "test", apiEndpoint: gcs.url, maxRetries: 1, timeoutMs: 5000 });
+    dir = await makeTempDir("fs-merge-");
+    const fallback = await createFsBackend({ root: dir.path, fsync: false });
+    chain = createChainBackend({
+      primary,
+      fallback,
+      breaker: new CircuitBreaker({ failureThreshold: 1, resetTimeoutMs: 2000 }),
+      fallbackEnabled: true,
+    });
+    for (const k of ["m/a", "m/c", "m/e", "m/g", "m/x/1"]) await primary.put(k, src(k), meta);
+    // What an outage leaves behind: new and overwritten keys on the local tier, a delete as a tombstone.
+    await fallback.put("m/b", src("local b"), meta, { pending: true });
+    await fallback.put("m/c", src("local c"), meta, { pending: true });
+    await fallback.delete("m/e", { pending: true });
+    await fallback.put("m/y/1", src("local y"), meta, { pending: true });
+  });
+  afterAll(async () => {
+    await chain?.close();
+    await dir?.cleanup();
+  });
+
+  test("reads of pending keys come from the local tier, tombstones read as missing", async () => {
+    expect(await chain.head("m/c")).toMatchObject({ tier: "local", pendingReplication: true });
+    expect(await chain.head("m/e")).toBeUndefined();
+    expect(await chain.head("m/a")).toMatchObject({ tier: "gcs" });
+  });
+
+  test("listing merges both tiers in order, page by page", async () => {
+    for (const limit of [1, 2, 3, 100]) {
+      const seen: string[] = [];
+      let startAfter: string | undefined;
+      for (let pages = 0; pages < 20; pages++) {
+        const page = await chain.list({ prefix: "m/", limit, startAfter });
+        expect(page.objects.length + page.prefixes.length).toBeLessThanOrEqual(limit);
+        seen.push(...page.objects.map((o) => `${o.key}@${o.tier}`));
+        startAfter = page.next;
+        if (startAfter === undefined) break;
+      }
+      expect({ limit, seen }).toEqual({ limit, seen: ["m/a@gcs", "m/b@local", "m/c@local", "m/g@gcs", "m/x/1@gcs", "m/y/1@local"] });
+    }
+    const rolled = await chain.list({ prefix: "m/", limit: 100, delimiter: "/" });
+    expect(rolled.objects.map((o) => o.key)).toEqual(["m/a", "m/b", "m/c", "m/g"]);
+    expect(rolled.prefixes).toEqual(["m/x/", "m/y/"]);
+  });
+});
