@@ -114,14 +114,13 @@ describe("GCS backend", () => {
       expect(rec).toMatchObject({ kind: "BYTES", size: data.length, storedSize: data.length, crc32c: crc32c(data), metadata: {}, encoding: {} });
     });
 
-    test("expired objects are invisible", async () => {
-      await backend.put("gone", chunked(Buffer.from("x")), meta({ expiresAt: Date.now() - 1 }));
+    test("expired objects are kept and listed like any other (expiry is the engine's), so a sweeper can delete them", async () => {
+      const expiresAt = Date.now() - 1;
+      const rec = await backend.put("gone", chunked(Buffer.from("x")), meta({ expiresAt }));
+      expect((await backend.head("gone"))?.expiresAt).toBe(expiresAt);
+      expect((await backend.list({ prefix: "gone", limit: 10 })).objects.map((o) => o.key)).toEqual(["gone"]);
+      expect(await backend.delete("gone", { ifGenerationMatch: rec.generation })).toBe(true);
       expect(await backend.head("gone")).toBeUndefined();
-      expect(await backend.get("gone")).toBeUndefined();
-      expect((await backend.list({ prefix: "", limit: 10 })).objects).toEqual([]);
-      // Writing "only if absent" over it works.
-      await backend.put("gone", chunked(Buffer.from("y")), meta(), { ifGenerationMatch: 0n });
-      expect((await readBody((await backend.get("gone"))!.body)).toString()).toBe("y");
     });
 
     test("a large object goes through the resumable path and round-trips", async () => {

@@ -5,6 +5,7 @@
  * usage recounted after a restart), and expires_at (invisible to every read,
  * swept from the local tier; invisible on the GCS tier).
  */
+import { Storage } from "@google-cloud/storage";
 import Database from "better-sqlite3";
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
@@ -278,7 +279,7 @@ describe("expiry", () => {
     }
   });
 
-  test("GCS tier: expired objects are invisible to every read", async () => {
+  test("GCS tier: expired objects are invisible to every read and the sweeper deletes them from the bucket", async () => {
     const gcs = await startFakeGcs();
     const daemon = await startDaemon({
       GCS_BUCKET_NAME: "expiry-bucket",
@@ -297,6 +298,20 @@ describe("expiry", () => {
       expect(await client.stat("exp/gcs")).toBeNull();
       expect(await client.exists("exp/gcs")).toBe(false);
       expect((await client.listKeys({ prefix: "exp/" })).keys).toEqual([]);
+      // Absent to callers: a create-only write succeeds, and a delete reports nothing deleted.
+      await client.store("exp/gcs2", "x", { expiresAt: new Date(Date.now() + 300) });
+      await sleep(400);
+      expect(await client.delete("exp/gcs2")).toBe(false);
+      // The sweeper (every second) removes the expired object from GCS itself.
+      const bucket = new Storage({ apiEndpoint: gcs.url, projectId: "test" }).bucket("expiry-bucket");
+      let names: string[] = ["?"];
+      for (let i = 0; i < 50 && names.length > 0; i++) {
+        await sleep(100);
+        names = (await bucket.getFiles({ prefix: "exp/" }))[0].map((f) => f.name);
+      }
+      expect(names).toEqual([]);
+      await client.store("exp/gcs", "again", { ifGenerationMatch: 0 });
+      expect(await client.retrieve("exp/gcs")).toBe("again");
     } finally {
       client.close();
       await daemon.stop();

@@ -131,7 +131,7 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<Backend
   const stat = (key: string, signal?: AbortSignal): Promise<FileMetadata | undefined> =>
     retry(() => call("stat", async () => (await bucket.file(key).getMetadata())[0], { notFound: undefined }), signal);
 
-  /** The visible record (expired objects are invisible), or undefined. */
+  /** The record, or undefined. */
   const head = async (key: string, opts?: { signal?: AbortSignal }) => {
     const md = await stat(key, opts?.signal);
     return md && visible(toRecord(key, md));
@@ -464,7 +464,10 @@ function toRecord(key: string, md: FileMetadata): ObjectRecord {
   return record;
 }
 
-const visible = (r: ObjectRecord): ObjectRecord | undefined => (r.expiresAt !== undefined && r.expiresAt <= Date.now() ? undefined : r);
+// Expiry is the engine's: like the local tier, this backend keeps, reads and
+// lists expired objects as any other, so the engine's sweeper can find and
+// delete them; the engine hides them from callers.
+const visible = (r: ObjectRecord): ObjectRecord | undefined => r;
 
 function parseJson<T>(text: string | null | undefined, fallback: T): T {
   if (!text) return fallback;

@@ -22,7 +22,7 @@
  *   floor generations (see redis-cache-store.ts for the races that remain).
  */
 import { Readable, Transform, pipeline } from "node:stream";
-import type { Backend, DeleteOptions, GetOptions, ObjectRecord, PutMeta, PutOptions } from "../backends/backend.js";
+import { BufferedSource, type Backend, type DeleteOptions, type GetOptions, type ObjectRecord, type PutMeta, type PutOptions } from "../backends/backend.js";
 import { Code, StorageError } from "../storage-error.js";
 import type { CachedObject, CacheStore } from "./cache-store.js";
 import { createMemoryCacheStore } from "./memory-cache-store.js";
@@ -104,6 +104,9 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
       const ttl = Math.min(opts.ttlMs, expiresAt === undefined ? Infinity : expiresAt - now);
       // A fill older than the TTL may have outlived the shared store's floor for this key.
       if (fill.cancelled || ttl <= 0 || now - fill.startedAt >= opts.ttlMs) return;
+      // A copy waiting for replication changes tier and generation when the
+      // replicator moves it: caching it would serve a stale ObjectInfo.
+      if (entry.record.pendingReplication) return;
       // Checking `cancelled` and publishing `storing` happen in one tick: an
       // invalidation either cancels this fill first or waits for it and then deletes.
       fill.storing = store.set(key, entry, ttl).catch(() => undefined);
@@ -209,9 +212,16 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
           yield chunk;
         }
       }
+      // A unary body stays a BufferedSource, so a lower layer can replay it (the
+      // chain, on the fallback tier); its chunks are already in memory.
+      const buffered = source instanceof BufferedSource ? source : undefined;
+      if (buffered) {
+        length = buffered.byteLength;
+        chunks = length > opts.maxObjectBytes ? undefined : buffered.chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+      }
       let record: ObjectRecord;
       try {
-        record = await inner.put(key, teed(), meta, putOpts);
+        record = await inner.put(key, buffered ?? teed(), meta, putOpts);
       } catch (err) {
         unregister(key, fill);
         // A precondition failure changed nothing; any other failure may have committed.

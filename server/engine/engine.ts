@@ -16,7 +16,7 @@ import { createCacheBackend } from "../cache/cache-backend.js";
 import { createCodecBackend, createKeyring } from "../codec/codec-backend.js";
 import type { Config } from "../config.js";
 import { checkKey, checkPrefix } from "../keys.js";
-import { Code, StorageError, invalidArgument } from "../storage-error.js";
+import { Code, StorageError, generationMismatch, invalidArgument } from "../storage-error.js";
 import { createChainBackend } from "./chain-backend.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
 import { createQuotas, type Quotas } from "./quota.js";
@@ -174,7 +174,11 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
     if (declaredSize !== undefined && declaredSize > config.maxObjectBytes) throw tooLarge(declaredSize);
     // The object this write replaces frees its bytes (an expired one too: it is still counted until swept).
     const covered = quotas?.covers(key) ?? false;
-    const oldSize = covered ? (await store.head(key, { signal: putOpts.signal }))?.size ?? 0 : 0;
+    // A create-only write (if_generation_match=0) may replace an expired object
+    // the sweeper has not removed yet: to callers it is absent already.
+    const current = covered || putOpts.ifGenerationMatch === 0n ? await store.head(key, { signal: putOpts.signal }) : undefined;
+    if (putOpts.ifGenerationMatch === 0n && current && !live(current)) putOpts.ifGenerationMatch = current.generation;
+    const oldSize = covered ? current?.size ?? 0 : 0;
     const reservation = covered ? quotas!.reserve(key, declaredSize ?? 0, oldSize) : undefined;
     try {
       const limited = limitSource(source, config.maxObjectBytes, declaredSize ?? 0, reservation?.grow);
@@ -232,9 +236,15 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
     return live(await store.head(key, opts));
   }
 
-  async function del(key: string, opts?: DeleteOptions) {
+  async function del(key: string, opts: DeleteOptions = {}) {
     checkKey(key);
-    const before = quotas?.covers(key) ? await store.head(key, opts) : undefined;
+    const before = await store.head(key, opts);
+    if (before && !live(before)) {
+      // Expired: already absent to callers. Remove it now, but report no delete.
+      if (opts.ifGenerationMatch !== undefined) throw generationMismatch(key, opts.ifGenerationMatch, undefined);
+      if (await store.delete(key, { ...opts, ifGenerationMatch: before.generation }).catch(() => false)) quotas?.released(key, before.size);
+      return false;
+    }
     const deleted = await store.delete(key, opts);
     if (deleted && before) quotas?.released(key, before.size);
     return deleted;
