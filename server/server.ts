@@ -93,6 +93,7 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
     await engine.close();
     throw new Error(`cannot listen on LISTEN_ADDRESS=${config.listenAddress}: ${(err as Error).message}`);
   }
+  widenReceiveWindows(server, log);
   const host = config.listenAddress.slice(0, config.listenAddress.lastIndexOf(":"));
 
   let shuttingDown = false;
@@ -186,3 +187,28 @@ function reflectionPackage(): protoLoader.PackageDefinition {
   return { "filestorage.v1": { fileDescriptorProtos: [...ours, ...health] } } as unknown as protoLoader.PackageDefinition;
 }
 
+
+/** HTTP/2 receive window the daemon grants each connection and stream. */
+const RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Widens the HTTP/2 receive windows of every connection from the default
+ * 64 KiB: with the default, an upload stalls every 64 KiB waiting for a
+ * WINDOW_UPDATE round trip. grpc-js has a client option for this but none for
+ * servers, so this reaches its http2 servers (an internal field) once bound;
+ * if a grpc-js version lacks it, uploads are just slower (logged, not fatal).
+ * Memory stays bounded: grpc-js pauses a stream whose messages are not read.
+ */
+function widenReceiveWindows(server: grpc.Server, log: Logger): void {
+  const internal = (server as unknown as { http2Servers?: Map<import("node:events").EventEmitter, unknown> }).http2Servers;
+  if (!(internal instanceof Map)) {
+    log.warn({}, "cannot widen HTTP/2 receive windows with this grpc-js version: uploads use 64 KiB windows");
+    return;
+  }
+  for (const http2Server of internal.keys()) {
+    http2Server.on("session", (session: import("node:http2").ServerHttp2Session) => {
+      session.settings({ initialWindowSize: RECEIVE_WINDOW_BYTES });
+      session.setLocalWindowSize(RECEIVE_WINDOW_BYTES);
+    });
+  }
+}

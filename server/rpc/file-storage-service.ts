@@ -388,7 +388,11 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
 
 /** Resolves with `p`, or rejects when `signal` aborts first. */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) {
+    // `p` may still reject (a read of the cancelled call): that outcome is moot.
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
