@@ -188,8 +188,10 @@ function reflectionPackage(): protoLoader.PackageDefinition {
 }
 
 
-/** HTTP/2 receive window the daemon grants each connection and stream. */
-const RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
+/** HTTP/2 receive window the daemon grants each connection and stream.
+ * Measured on 512 MiB uploads: 4, 8 and 16 MiB all reach ~170-190 MiB/s
+ * (64 KiB: ~100-110); 4 MiB keeps the daemon's peak RSS lowest. */
+const RECEIVE_WINDOW_BYTES = 4 * 1024 * 1024;
 
 /**
  * Widens the HTTP/2 receive windows of every connection from the default

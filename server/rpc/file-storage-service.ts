@@ -69,7 +69,10 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
   /** A signal that aborts when the client cancels or the deadline passes. */
   function callSignal(call: SurfaceCall): AbortSignal {
     const ac = new AbortController();
-    (call as EventEmitter).once("cancelled", () => ac.abort(new StorageError(Code.Cancelled, "the call was cancelled")));
+    const cancel = () => ac.abort(new StorageError(Code.Cancelled, "the call was cancelled"));
+    // A call cancelled before its handler ran has already emitted 'cancelled'.
+    if ((call as { cancelled?: boolean }).cancelled) cancel();
+    else (call as EventEmitter).once("cancelled", cancel);
     return ac.signal;
   }
 
