@@ -1,7 +1,8 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import Database from "better-sqlite3";
 import type { PutMeta } from "../server/backends/backend.js";
-import { createFsBackend } from "../server/backends/fs-backend.js";
+import { INLINE_MAX_BYTES, createFsBackend } from "../server/backends/fs-backend.js";
 import { Code } from "../server/storage-error.js";
 import { chunked, describeBackendConformance, expectStorageError, readBody } from "./backend-conformance.js";
 import { makeTempDir, type TempDir } from "./support/temp-dir.js";
@@ -17,6 +18,8 @@ describeBackendConformance(
 );
 
 const meta: PutMeta = { kind: "BYTES", contentType: "application/octet-stream", metadata: {} };
+/** A body over the inline limit, so it is kept in a blob file. */
+const large = (fill: number | string) => Buffer.alloc(INLINE_MAX_BYTES + 1, fill);
 
 /** Every file under `dir`, as paths relative to it. */
 async function filesUnder(dir: string): Promise<string[]> {
@@ -35,7 +38,7 @@ describe("fs backend", () => {
 
   test("startup removes crash leftovers: files in tmp/ and unreferenced blobs", async () => {
     const backend = await createFsBackend({ root });
-    await backend.put("kept", chunked(Buffer.from("kept")), meta);
+    await backend.put("kept", chunked(large("kept")), meta);
     await backend.close();
     const before = (await filesUnder(path.join(root, "blobs"))).sort();
     expect(before).toHaveLength(1);
@@ -45,7 +48,7 @@ describe("fs backend", () => {
     const reopened = await createFsBackend({ root });
     expect(await fs.readdir(path.join(root, "tmp"))).toEqual([]);
     expect((await filesUnder(path.join(root, "blobs"))).sort()).toEqual(before);
-    expect((await readBody((await reopened.get("kept"))!.body)).toString()).toBe("kept");
+    expect((await readBody((await reopened.get("kept"))!.body)).equals(large("kept"))).toBe(true);
     await reopened.close();
   });
 
@@ -70,9 +73,13 @@ describe("fs backend", () => {
 
   test("an overwrite and a delete remove the old blob", async () => {
     const backend = await createFsBackend({ root });
-    await backend.put("k", chunked(Buffer.from("1")), meta);
-    await backend.put("k", chunked(Buffer.from("2")), meta);
+    await backend.put("k", chunked(large(1)), meta);
+    await backend.put("k", chunked(large(2)), meta);
     expect(await filesUnder(path.join(root, "blobs"))).toHaveLength(1);
+    // Overwritten by a small (inline) version: the file goes too.
+    await backend.put("k", chunked(Buffer.from("small")), meta);
+    expect(await filesUnder(path.join(root, "blobs"))).toEqual([]);
+    await backend.put("k", chunked(large(3)), meta);
     await backend.delete("k");
     expect(await filesUnder(path.join(root, "blobs"))).toEqual([]);
     await backend.close();
@@ -93,8 +100,9 @@ describe("fs backend", () => {
       "k".repeat(1024),
       "a".repeat(1023) + "/",
     ];
-    for (const key of keys) await backend.put(key, chunked(Buffer.from(key)), meta);
-    for (const key of keys) expect((await readBody((await backend.get(key))!.body)).toString()).toBe(key);
+    const body = (key: string) => Buffer.concat([Buffer.from(key), large(0)]);
+    for (const key of keys) await backend.put(key, chunked(body(key)), meta);
+    for (const key of keys) expect((await readBody((await backend.get(key))!.body)).equals(body(key))).toBe(true);
     // Nothing but the index and blob files named by id.
     const files = await filesUnder(dir.path);
     for (const f of files) expect(f).toMatch(/^store\/(index\.sqlite(-wal|-shm)?|blobs\/[0-9a-f]{2}\/[0-9a-f]{32})$/);
@@ -181,7 +189,8 @@ describe("fs backend", () => {
 
   test("reads racing overwrites and deletes see a whole version or nothing", async () => {
     const backend = await createFsBackend({ root, fsync: false });
-    const versions = Array.from({ length: 4 }, (_, i) => Buffer.alloc(1000 + i, i + 1));
+    // Over the inline limit: the race is between a row and the blob file it names.
+    const versions = Array.from({ length: 4 }, (_, i) => Buffer.alloc(INLINE_MAX_BYTES + 1000 + i, i + 1));
     await backend.put("k", chunked(versions[0]), meta);
     let writing = true;
     const writer = (async () => {
@@ -208,6 +217,45 @@ describe("fs backend", () => {
       }
     };
     await Promise.all([writer, ...Array.from({ length: 8 }, reader)]);
+    await backend.close();
+  });
+
+  test("small objects live inline in the index: no file, durable across reopen, ranges, corruption is DATA_LOSS", async () => {
+    const backend = await createFsBackend({ root });
+    const small = Buffer.alloc(INLINE_MAX_BYTES, 7);
+    small[0] = 1;
+    await backend.put("inline", chunked(small, 1000), meta);
+    expect(await filesUnder(path.join(root, "blobs"))).toEqual([]);
+    expect(await fs.readdir(path.join(root, "tmp"))).toEqual([]);
+    const part = await readBody((await backend.get("inline", { range: { offset: 10, length: 5 } }))!.body);
+    expect(part.equals(small.subarray(10, 15))).toBe(true);
+    await backend.close();
+    const reopened = await createFsBackend({ root });
+    expect((await readBody((await reopened.get("inline"))!.body)).equals(small)).toBe(true);
+    await reopened.close();
+    // Flip a byte of the inline copy: a full read must fail, not return it.
+    const db = new Database(path.join(root, "index.sqlite"));
+    const data = Buffer.from(db.prepare("SELECT data FROM objects WHERE key = 'inline'").pluck().get() as Buffer);
+    data[100] ^= 0xff;
+    db.prepare("UPDATE objects SET data = ? WHERE key = 'inline'").run(data);
+    db.close();
+    const again = await createFsBackend({ root });
+    await expectStorageError(readBody((await again.get("inline"))!.body), Code.DataLoss);
+    await again.close();
+  });
+
+  test("concurrent small writes share group commits and each sees its own precondition outcome", async () => {
+    const backend = await createFsBackend({ root });
+    const first = await backend.put("g/0", chunked(Buffer.from("v0")), meta);
+    const results = await Promise.allSettled(
+      Array.from({ length: 32 }, (_, i) =>
+        // Every other write is guarded by a stale generation and must fail alone.
+        backend.put(`g/${i % 4}`, chunked(Buffer.from(`v${i}`)), meta, i % 2 ? { ifGenerationMatch: first.generation - 1n } : {}),
+      ),
+    );
+    results.forEach((r, i) => expect(r.status).toBe(i % 2 ? "rejected" : "fulfilled"));
+    const gens = results.filter((r) => r.status === "fulfilled").map((r) => (r as PromiseFulfilledResult<{ generation: bigint }>).value.generation);
+    expect(new Set(gens).size).toBe(gens.length);
     await backend.close();
   });
 

@@ -118,18 +118,24 @@ async function tamper(d: Daemon, key: string): Promise<void> {
     await file.save(bytes, { resumable: false, validation: false, metadata: { contentType: md.contentType, metadata: md.metadata } });
     return;
   }
-  const db = new Database(path.join(d.storagePath, "index.sqlite"), { readonly: true, fileMustExist: true });
-  let blob: string;
+  // Small objects live inline in the index (data column); larger ones in blob files.
+  const db = new Database(path.join(d.storagePath, "index.sqlite"), { fileMustExist: true });
   try {
-    blob = (db.prepare("SELECT blob FROM objects WHERE key = ?").pluck().get(key) as string | undefined) ?? "";
+    const row = db.prepare("SELECT blob, data FROM objects WHERE key = ?").get(key) as { blob: string | null; data: Buffer | null } | undefined;
+    expect(row).toBeDefined();
+    if (row!.blob === null) {
+      const bytes = Buffer.from(row!.data!);
+      bytes[bytes.length >> 1] ^= 0x01;
+      db.prepare("UPDATE objects SET data = ? WHERE key = ?").run(bytes, key);
+      return;
+    }
+    const file = path.join(d.storagePath, "blobs", row!.blob.slice(0, 2), row!.blob);
+    const bytes = await fs.readFile(file);
+    bytes[bytes.length >> 1] ^= 0x01;
+    await fs.writeFile(file, bytes);
   } finally {
     db.close();
   }
-  expect(blob).not.toBe("");
-  const file = path.join(d.storagePath, "blobs", blob.slice(0, 2), blob);
-  const bytes = await fs.readFile(file);
-  bytes[bytes.length >> 1] ^= 0x01;
-  await fs.writeFile(file, bytes);
 }
 
 /** The stored bytes of `key` on the tier (for checking they are not plaintext). */
@@ -140,8 +146,9 @@ async function storedBytes(d: Daemon, key: string): Promise<Buffer> {
   }
   const db = new Database(path.join(d.storagePath, "index.sqlite"), { readonly: true, fileMustExist: true });
   try {
-    const blob = db.prepare("SELECT blob FROM objects WHERE key = ?").pluck().get(key) as string;
-    return await fs.readFile(path.join(d.storagePath, "blobs", blob.slice(0, 2), blob));
+    const row = db.prepare("SELECT blob, data FROM objects WHERE key = ?").get(key) as { blob: string | null; data: Buffer | null };
+    if (row.blob === null) return Buffer.from(row.data!);
+    return await fs.readFile(path.join(d.storagePath, "blobs", row.blob.slice(0, 2), row.blob));
   } finally {
     db.close();
   }

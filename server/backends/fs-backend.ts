@@ -74,7 +74,7 @@ interface ObjectRow {
   created_at: bigint;
   updated_at: bigint;
   expires_at: bigint | null;
-  blob: string;
+  blob: string | null;
   pending: bigint;
 }
 
@@ -101,7 +101,8 @@ const SCHEMA = `
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     expires_at INTEGER,
-    blob TEXT NOT NULL
+    blob TEXT,                       -- file id under blobs/; NULL when the bytes are inline
+    data BLOB                        -- the bytes of a small object, kept in the index
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS objects_blob ON objects (blob);
   CREATE INDEX IF NOT EXISTS objects_expires_at ON objects (expires_at) WHERE expires_at IS NOT NULL;
@@ -115,7 +116,18 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 `;
 
-const RECORD_COLUMNS = `o.*, EXISTS (SELECT 1 FROM outbox b WHERE b.key = o.key) AS pending`;
+// Every column but the inline bytes, which only a read of the object needs.
+const RECORD_COLUMNS =
+  `o.key, o.generation, o.kind, o.content_type, o.metadata, o.size, o.crc32c, o.stored_size, o.stored_crc32c, ` +
+  `o.encoding, o.created_at, o.updated_at, o.expires_at, o.blob, EXISTS (SELECT 1 FROM outbox b WHERE b.key = o.key) AS pending`;
+
+/**
+ * Objects up to this size live inline in the SQLite index: one WAL commit
+ * (shared by a group commit) makes them durable, instead of a file, its fsync,
+ * a rename and a folder fsync (DESIGN.md: a file and an fsync per small object
+ * cap small writes).
+ */
+export const INLINE_MAX_BYTES = 64 * 1024;
 
 /**
  * Opens (creating when missing) the local backend at `opts.root`, then removes
@@ -150,15 +162,16 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     generationOf: db.prepare(`SELECT generation FROM objects WHERE key = ?`).pluck(),
     upsert: db.prepare(`
       INSERT INTO objects (key, generation, kind, content_type, metadata, size, crc32c, stored_size,
-                           stored_crc32c, encoding, created_at, updated_at, expires_at, blob)
+                           stored_crc32c, encoding, created_at, updated_at, expires_at, blob, data)
       VALUES (@key, @generation, @kind, @contentType, @metadata, @size, @crc32c, @storedSize,
-              @storedCrc32c, @encoding, @now, @now, @expiresAt, @blob)
+              @storedCrc32c, @encoding, @now, @now, @expiresAt, @blob, @data)
       ON CONFLICT (key) DO UPDATE SET
         generation = excluded.generation, kind = excluded.kind, content_type = excluded.content_type,
         metadata = excluded.metadata, size = excluded.size, crc32c = excluded.crc32c,
         stored_size = excluded.stored_size, stored_crc32c = excluded.stored_crc32c,
         encoding = excluded.encoding, updated_at = excluded.updated_at,
-        expires_at = excluded.expires_at, blob = excluded.blob`),
+        expires_at = excluded.expires_at, blob = excluded.blob, data = excluded.data`),
+    dataOf: db.prepare(`SELECT data FROM objects WHERE key = ? AND generation = ?`).pluck(),
     blobOf: db.prepare(`SELECT blob, generation FROM objects WHERE key = ?`),
     deleteRow: db.prepare(`DELETE FROM objects WHERE key = ?`),
     blobReferenced: db.prepare(`SELECT 1 FROM objects WHERE blob = ?`).pluck(),
@@ -216,9 +229,49 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     }
   }
 
+  // Group commit: with synchronous=FULL every transaction ends in an fsync,
+  // which better-sqlite3 runs on the main thread. Commits that arrive within
+  // one event-loop turn run in one outer transaction (one fsync), each in its
+  // own savepoint (nested transaction functions), so a failed precondition
+  // undoes only its own write. Each caller resolves after the shared commit.
+  type CommitJob = { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+  let commitQueue: CommitJob[] = [];
+  const commitBatch = db.transaction((jobs: CommitJob[]) =>
+    jobs.map((job) => {
+      try {
+        return { ok: true as const, value: job.run() };
+      } catch (err) {
+        return { ok: false as const, err };
+      }
+    }),
+  );
+  function flushCommits(): void {
+    const jobs = commitQueue;
+    commitQueue = [];
+    let outcomes: ReturnType<typeof commitBatch>;
+    try {
+      if (!db.open) throw unavailable("the local storage is closed");
+      outcomes = commitBatch(jobs);
+    } catch (err) {
+      for (const job of jobs) job.reject(translate(err, "committing"));
+      return;
+    }
+    jobs.forEach((job, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) job.resolve(o.value);
+      else job.reject(translate(o.err, "committing"));
+    });
+  }
+  /** Runs `run` (a transaction function) in the next group commit. */
+  function groupCommit<T>(run: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (commitQueue.push({ run, resolve: resolve as (v: unknown) => void, reject }) === 1) setImmediate(flushCommits);
+    });
+  }
+
   const commitPut = db.transaction(
-    (key: string, meta: PutMeta, stored: { size: number; crc32c: number }, blob: string, opts: PutOptions) => {
-      const current = sql.blobOf.get(key) as { blob: string; generation: bigint } | undefined;
+    (key: string, meta: PutMeta, stored: { size: number; crc32c: number }, body: { blob: string } | { data: Buffer }, opts: PutOptions) => {
+      const current = sql.blobOf.get(key) as { blob: string | null; generation: bigint } | undefined;
       checkPrecondition(key, opts.ifGenerationMatch, current?.generation);
       const generation = nextGeneration();
       sql.upsert.run({
@@ -234,32 +287,34 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
         encoding: JSON.stringify(meta.encoding ?? {}),
         now: Date.now(),
         expiresAt: meta.expiresAt ?? null,
-        blob,
+        blob: "blob" in body ? body.blob : null,
+        data: "data" in body ? body.data : null,
       });
       if (opts.pending) sql.recordChange.run(key, "put", generation, Date.now());
-      return { oldBlob: current?.blob, row: readRow(key)! };
+      return { oldBlob: current?.blob ?? undefined, row: readRow(key)! };
     },
   );
 
   const commitDelete = db.transaction((key: string, opts: DeleteOptions) => {
-    const current = sql.blobOf.get(key) as { blob: string; generation: bigint } | undefined;
+    const current = sql.blobOf.get(key) as { blob: string | null; generation: bigint } | undefined;
     if (current !== undefined) checkPrecondition(key, opts.ifGenerationMatch, current.generation);
     if (current !== undefined) sql.deleteRow.run(key);
     // A tombstone even for a key absent here: the primary may still hold it.
     if (opts.pending) sql.recordChange.run(key, "delete", nextGeneration(), Date.now());
     // Deleted without going through the outbox: nothing of this key is left to replicate.
     else sql.outboxRemoveKey.run(key);
-    return current?.blob;
+    // Inline bytes go with the row; only a file needs unlinking.
+    return { existed: current !== undefined, blob: current?.blob ?? undefined };
   });
 
   const completeEntry = db.transaction((entry: OutboxEntry, dropLocalCopy: boolean) => {
     if (sql.outboxRemove.run(entry.key, entry.seq).changes === 0) return { done: false };
     if (!dropLocalCopy || entry.op !== "put") return { done: true };
-    const current = sql.blobOf.get(entry.key) as { blob: string; generation: bigint } | undefined;
+    const current = sql.blobOf.get(entry.key) as { blob: string | null; generation: bigint } | undefined;
     // Only the copy the entry was for; a later unreplicated write stays.
     if (current === undefined || current.generation !== entry.generation) return { done: true };
     sql.deleteRow.run(entry.key);
-    return { done: true, blob: current.blob };
+    return { done: true, blob: current.blob ?? undefined };
   });
 
   /** Unlinks a blob no row names any more; a failure leaves an orphan the next start removes. */
@@ -380,14 +435,24 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       const tmpFile = path.join(tmpDir, id);
       let renamed = false;
       try {
-        const stored = await writeSource(tmpFile, source, opts.signal);
+        const small = await takeSmall(source, opts.signal);
+        if (small.inline) {
+          const data = small.inline;
+          const stored = { size: data.length, crc32c: crc32c(data) };
+          opts.verify?.(stored);
+          throwIfAborted(opts.signal);
+          const { oldBlob, row } = await groupCommit(() => commitPut(key, meta, stored, { data }, opts));
+          await dropBlob(oldBlob);
+          return toRecord(row);
+        }
+        const stored = await writeSource(tmpFile, small.rest, opts.signal);
         opts.verify?.(stored);
         throwIfAborted(opts.signal);
         await fs.rename(tmpFile, blobPath(id));
         renamed = true;
         await syncFolder(path.dirname(blobPath(id)));
         throwIfAborted(opts.signal);
-        const { oldBlob, row } = indexed("committing", () => commitPut(key, meta, stored, id, opts));
+        const { oldBlob, row } = await groupCommit(() => commitPut(key, meta, stored, { blob: id }, opts));
         await dropBlob(oldBlob);
         return toRecord(row);
       } catch (err) {
@@ -411,6 +476,15 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
         const start = range?.offset ?? 0;
         if (start > storedSize) throw new StorageError(Code.OutOfRange, `offset ${start} is past the end of the object (${storedSize} bytes)`);
         const end = range?.length === undefined ? storedSize : Math.min(storedSize, start + range.length);
+        const whole = start === 0 && end === storedSize;
+        const expected = whole ? { size: storedSize, crc32c: Number(row.stored_crc32c) } : undefined;
+        if (row.blob === null) {
+          const data = indexed("reading", () => sql.dataOf.get(key, row.generation) as Buffer | undefined);
+          // Replaced between the two reads: look again.
+          if (data === undefined) continue;
+          const bytes = Readable.from(end > start ? [data.subarray(start, end)] : []);
+          return { record: toRecord(row), body: withSignal(bytes.pipe(verifier(bytes, expected)), opts.signal) };
+        }
         let handle: fs.FileHandle;
         try {
           handle = await fs.open(blobPath(row.blob), "r");
@@ -426,8 +500,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
         }
         const file = handle.createReadStream({ start, end: end - 1, highWaterMark: READ_HIGH_WATER_MARK });
         // Only a whole read can be checked against the stored CRC32C.
-        const whole = start === 0 && end === storedSize;
-        const body = file.pipe(verifier(file, whole ? { size: storedSize, crc32c: Number(row.stored_crc32c) } : undefined));
+        const body = file.pipe(verifier(file, expected));
         return { record, body: withSignal(body, opts.signal) };
       }
       throw unavailable("the object kept changing while it was being read");
@@ -441,9 +514,9 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
 
     async delete(key, opts = {}) {
       throwIfAborted(opts.signal);
-      const blob = indexed("deleting", () => commitDelete(key, opts));
+      const { existed, blob } = await groupCommit(() => commitDelete(key, opts));
       await dropBlob(blob);
-      return blob !== undefined;
+      return existed;
     },
 
     async list(opts) {
@@ -466,6 +539,8 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     },
 
     async close() {
+      // Writes waiting for the next group commit are committed, not dropped.
+      if (commitQueue.length > 0) flushCommits();
       if (db.open) db.close();
     },
 
@@ -620,6 +695,39 @@ function withSignal(body: Readable, signal: AbortSignal | undefined): Readable {
   signal.addEventListener("abort", onAbort, { once: true });
   body.once("close", () => signal.removeEventListener("abort", onAbort));
   return body;
+}
+
+/**
+ * Reads `source` until it ends within INLINE_MAX_BYTES (then `inline` holds
+ * it all) or passes that size (then `rest` yields everything, read or not).
+ */
+async function takeSmall(
+  source: AsyncIterable<Uint8Array>,
+  signal: AbortSignal | undefined,
+): Promise<{ inline?: Buffer; rest: AsyncIterable<Uint8Array> }> {
+  const iterator = abortable(source, signal)[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const step = await iterator.next();
+    if (step.done) return { inline: Buffer.concat(head, size), rest: [] as unknown as AsyncIterable<Uint8Array> };
+    head.push(step.value);
+    size += step.value.length;
+    if (size > INLINE_MAX_BYTES) break;
+  }
+  async function* rest(): AsyncGenerator<Uint8Array> {
+    try {
+      yield* head.splice(0);
+      for (;;) {
+        const step = await iterator.next();
+        if (step.done) return;
+        yield step.value;
+      }
+    } finally {
+      await iterator.return?.(undefined);
+    }
+  }
+  return { rest: rest() };
 }
 
 /** Iterates `source`, stopping at once when `signal` aborts even while the source is waiting. */
