@@ -240,7 +240,9 @@ describe("fs backend", () => {
     db.prepare("UPDATE objects SET data = ? WHERE key = 'inline'").run(data);
     db.close();
     const again = await createFsBackend({ root });
-    await expectStorageError(readBody((await again.get("inline"))!.body), Code.DataLoss);
+    // Checked before any byte goes out, for a range too.
+    await expectStorageError(again.get("inline"), Code.DataLoss);
+    await expectStorageError(again.get("inline", { range: { offset: 0, length: 1 } }), Code.DataLoss);
     await again.close();
   });
 

@@ -97,7 +97,8 @@ test("every failed call has a request id: on its log line, in x-request-id, and 
     await failure(client.store("quota/too-big", randomBytes(60_000))), // RESOURCE_EXHAUSTED
   ];
   // A DATA_LOSS: a stored byte flipped under the daemon (over CACHE_MAX_OBJECT_BYTES, so read from disk).
-  await client.store("tamper/me", randomBytes(10_000));
+  // Over the local tier's inline limit too, so it sits in a blob file.
+  await client.store("tamper/me", randomBytes(100_000));
   const blob = await newestFile(path.join(storagePath, "blobs"));
   const bytes = await fs.readFile(blob);
   bytes[bytes.length >> 1] ^= 0xff;

@@ -482,8 +482,12 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
           const data = indexed("reading", () => sql.dataOf.get(key, row.generation) as Buffer | undefined);
           // Replaced between the two reads: look again.
           if (data === undefined) continue;
+          // All of it is in memory: check it whole, even for a range, before any byte goes out.
+          if (data.length !== storedSize || crc32c(data) !== Number(row.stored_crc32c)) {
+            throw dataLoss("the stored object is corrupt: its checksum does not match");
+          }
           const bytes = Readable.from(end > start ? [data.subarray(start, end)] : []);
-          return { record: toRecord(row), body: withSignal(bytes.pipe(verifier(bytes, expected)), opts.signal) };
+          return { record: toRecord(row), body: withSignal(bytes, opts.signal) };
         }
         let handle: fs.FileHandle;
         try {
