@@ -1,0 +1,102 @@
+/**
+ * What every benchmark shares before it measures anything: its settings from
+ * the environment, the glibc malloc tuning that `npm start` uses (applied to
+ * the benchmark process itself by relaunching it, and passed on to the
+ * servers it spawns), where the repository is, and a one-line description of
+ * the machine for the results.
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+export const MiB = 1024 * 1024;
+export const KiB = 1024;
+
+/**
+ * The settings `npm start` launches the daemon with: glibc otherwise mmaps
+ * every allocation of 128 KiB or more and unmaps it on free, which costs
+ * grpc-js streams a third of their speed on these machines (DESIGN.md).
+ */
+export const MALLOC_TUNING: Readonly<Record<string, string>> = {
+  MALLOC_MMAP_THRESHOLD_: "67108864",
+  MALLOC_TRIM_THRESHOLD_: "134217728",
+};
+
+/** False when BENCH_MALLOC_TUNING=off: then neither the bench nor its servers are tuned. */
+export function mallocTuningWanted(): boolean {
+  const raw = (process.env.BENCH_MALLOC_TUNING ?? "on").trim().toLowerCase();
+  if (raw === "on" || raw === "1" || raw === "true") return true;
+  if (raw === "off" || raw === "0" || raw === "false") return false;
+  throw new Error(`BENCH_MALLOC_TUNING must be on or off, got "${raw}"`);
+}
+
+/** The malloc variables for a child process, or none when tuning is off. */
+export function mallocEnv(): Record<string, string> {
+  return mallocTuningWanted() ? { ...MALLOC_TUNING } : {};
+}
+
+/**
+ * glibc reads its tuning variables once, at start-up, so a benchmark started
+ * without them runs itself again with them. Returns true when it did (the
+ * caller then stops: the child has done the work and set the exit code).
+ */
+export function relaunchWithMallocTuning(): boolean {
+  if (!mallocTuningWanted()) return false;
+  const tuned = Object.entries(MALLOC_TUNING).every(([name, value]) => process.env[name] === value);
+  if (tuned) return false;
+  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    stdio: "inherit",
+    env: { ...process.env, ...MALLOC_TUNING },
+  });
+  process.exitCode = child.status ?? 1;
+  return true;
+}
+
+/** A positive integer from the environment variable `name`, or `fallback`. */
+export function positiveInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+/** A comma-separated list of positive integers from `name`, e.g. "1,16". */
+export function positiveInts(name: string, fallback: number[]): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  return raw.split(",").map((part) => {
+    const n = Number(part.trim());
+    if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be positive integers separated by commas, got "${raw}"`);
+    return n;
+  });
+}
+
+/**
+ * The repository root: the nearest folder up from here with bin/filestorage.js
+ * (dist/ holds a copy of package.json, so the manifest alone does not tell).
+ */
+export function repoRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, "bin", "filestorage.js"))) return dir;
+    if (path.dirname(dir) === dir) throw new Error("cannot find the filestorage repository above " + __dirname);
+  }
+}
+
+/** Where benchmarks put their files: BENCH_DIR, else the system temp folder. */
+export function scratchRoot(): string {
+  return process.env.BENCH_DIR || os.tmpdir();
+}
+
+/** e.g. "2 cores (AMD EPYC), 23.5 GiB RAM, node v20.20.2, linux 6.1, malloc tuning on". */
+export function machineLine(): string {
+  const cpus = os.cpus();
+  const model = cpus[0]?.model.trim() ?? "unknown cpu";
+  return (
+    `${os.availableParallelism()} cores (${model}), ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ` +
+    `node ${process.version}, ${os.platform()} ${os.release()}, ` +
+    `load average ${os.loadavg().map((l) => l.toFixed(1)).join("/")}, ` +
+    `malloc tuning ${mallocTuningWanted() ? "on (MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=134217728, bench and servers)" : "off"}`
+  );
+}
