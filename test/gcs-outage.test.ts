@@ -18,12 +18,13 @@ import * as protoLoader from "@grpc/proto-loader";
 import { protoPath } from "grpc-health-check";
 import { Storage } from "@google-cloud/storage";
 import Database from "better-sqlite3";
-import { FileStorageClient, FileStorageError } from "../client/src/index.js";
+import { FileStorageClient } from "../client/src/index.js";
 import { gcsStorageOptions } from "../server/backends/gcs-backend.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { spawnDaemon } from "./support/daemon-process.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
 import { makeTempDir } from "./support/temp-dir.js";
+import { codeOf } from "./support/expect-failure.js";
 
 let gcs: FakeGcs;
 let sdk: Storage;
@@ -77,15 +78,6 @@ async function waitFor(what: string, cond: () => Promise<boolean> | boolean, tim
   }
 }
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FileStorageError);
-    return String(grpc.status[(err as FileStorageError).code]);
-  }
-  throw new Error("expected the call to fail");
-}
 
 const file = (bucket: string, key: string) => sdk.bucket(bucket).file(key);
 const gcsBytes = async (bucket: string, key: string) => (await file(bucket, key).download())[0];

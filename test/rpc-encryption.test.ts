@@ -11,13 +11,14 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import { FileStorageClient, FileStorageError } from "../client/src/index.js";
+import { FileStorageClient } from "../client/src/index.js";
 import { gcsStorageOptions } from "../server/backends/gcs-backend.js";
 import { deriveKeyId } from "../server/codec/keyring.js";
 import { ConfigError, loadConfig } from "../server/config.js";
 import { createLogger } from "../server/logger.js";
 import { startServer, type RunningServer } from "../server/server.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
+import { failure } from "./support/expect-failure.js";
 
 const KiB = 1024;
 const KEY_A = randomBytes(32);
@@ -86,15 +87,6 @@ function tierEnv(tier: Tier, bucket = `enc-${++bucketSeq}-bucket`): Record<strin
     : {};
 }
 
-async function failure(p: Promise<unknown>): Promise<FileStorageError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FileStorageError);
-    return err as FileStorageError;
-  }
-  throw new Error("expected the call to fail");
-}
 
 async function readStream(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];

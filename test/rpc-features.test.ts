@@ -8,10 +8,11 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import { FileStorageClient, FileStorageError } from "../client/src/index.js";
+import { FileStorageClient } from "../client/src/index.js";
 import { loadConfig } from "../server/config.js";
 import { createLogger } from "../server/logger.js";
 import { startServer, type RunningServer } from "../server/server.js";
+import { failure } from "./support/expect-failure.js";
 
 const KEY = randomBytes(32);
 
@@ -54,15 +55,6 @@ afterAll(async () => {
   await fs.rm(storagePath, { recursive: true, force: true });
 });
 
-async function failure(p: Promise<unknown>): Promise<FileStorageError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FileStorageError);
-    return err as FileStorageError;
-  }
-  throw new Error("expected the call to fail");
-}
 
 test("all features together: compressed, encrypted, cached, quota-checked, expiring", async () => {
   const stats0 = await client.getStats();

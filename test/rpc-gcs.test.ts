@@ -8,8 +8,7 @@ import { randomBytes } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { Storage } from "@google-cloud/storage";
 import { crc32c } from "@node-rs/crc32";
-import * as grpc from "@grpc/grpc-js";
-import { FileStorageClient, FileStorageError } from "../client/src/index.js";
+import { FileStorageClient } from "../client/src/index.js";
 import { BufferedSource, type Backend, type PutMeta } from "../server/backends/backend.js";
 import { createFsBackend } from "../server/backends/fs-backend.js";
 import { createGcsBackend, gcsStorageOptions } from "../server/backends/gcs-backend.js";
@@ -18,6 +17,7 @@ import { CircuitBreaker } from "../server/engine/circuit-breaker.js";
 import { makeTempDir, type TempDir } from "./support/temp-dir.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
+import { codeOf } from "./support/expect-failure.js";
 
 const BUCKET = "fs-rpc-gcs";
 const MiB = 1024 * 1024;
@@ -53,15 +53,6 @@ const gcsFile = (key: string) => sdk.bucket(BUCKET).file(key);
 const gcsMeta = async (key: string) => (await gcsFile(key).getMetadata())[0];
 const gcsExists = async (key: string) => (await gcsFile(key).exists())[0];
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FileStorageError);
-    return String(grpc.status[(err as FileStorageError).code]);
-  }
-  throw new Error("expected the call to fail");
-}
 
 test("the daemon created the bucket and reports GCS available", async () => {
   const [exists] = await sdk.bucket(BUCKET).exists();

@@ -22,9 +22,10 @@ import {
   type StoreStreamRequest,
   type RetrieveStreamResponse,
 } from "../gen/filestorage/v1/file_storage_pb.js";
-import { FileStorageClient, FileStorageError } from "../client/src/index.js";
+import { FileStorageClient } from "../client/src/index.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { rawClient, unaryCall, type RawClient } from "./support/raw-client.js";
+import { codeOf } from "./support/expect-failure.js";
 
 let daemon: TestDaemon;
 let client: FileStorageClient;
@@ -41,15 +42,6 @@ afterAll(async () => {
   await daemon.stop();
 });
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FileStorageError);
-    return String(grpc.status[(err as FileStorageError).code]);
-  }
-  throw new Error("expected the call to fail");
-}
 
 /** Sends raw StoreStream messages and returns the status or response. */
 function rawStoreStream(messages: StoreStreamRequest[]): Promise<{ err: grpc.ServiceError | null; res?: StoreStreamResponse }> {

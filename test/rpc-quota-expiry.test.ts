@@ -18,16 +18,8 @@ import { FileStorageClient, FileStorageError } from "../client/src/index.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { startFakeGcs } from "./support/fake-gcs.js";
 import { rawClient } from "./support/raw-client.js";
+import { failure } from "./support/expect-failure.js";
 
-async function failure(p: Promise<unknown>): Promise<FileStorageError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FileStorageError);
-    return err as FileStorageError;
-  }
-  throw new Error("expected the call to fail");
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

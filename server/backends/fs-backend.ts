@@ -23,7 +23,6 @@ import type {
   Backend,
   DataKindName,
   DeleteOptions,
-  GetOptions,
   JsonObject,
   ListOptions,
   ListPage,
