@@ -1,15 +1,29 @@
 /**
- * A Map-based Backend for the codec tests: the Backend contract (generations,
- * preconditions, ranges of the stored bytes, sorted listing) over whole
- * objects in memory, plus hooks to look at and damage the stored bytes.
- * Test-only: it holds every object in memory.
+ * A Map-based Backend for the layer tests (codec, cache): the Backend
+ * contract (generations, preconditions, ranges of the stored bytes, sorted
+ * listing) over whole objects in memory, plus hooks to look at and damage the
+ * stored bytes. Several backends may share one MemoryBucket, like daemons
+ * sharing one GCS bucket. Test-only: it holds every object in memory.
  */
 import { crc32c } from "@node-rs/crc32";
 import { Readable } from "node:stream";
 import { compareKeys, type Backend, type ObjectRecord } from "../../server/backends/backend.js";
 import { Code, StorageError, generationMismatch, invalidArgument } from "../../server/storage-error.js";
 
+/** The shared state: objects by key and the generation counter. */
+export interface MemoryBucket {
+  objects: Map<string, { record: ObjectRecord; bytes: Buffer }>;
+  generation: bigint;
+}
+
+/** An empty bucket. */
+export function createMemoryBucket(): MemoryBucket {
+  return { objects: new Map(), generation: 0n };
+}
+
 export interface MemoryBackend extends Backend {
+  /** How many get() calls reached this backend (to see what a cache answered). */
+  readonly calls: { get: number };
   /** The stored bytes of `key` (a live view: changing it changes the object). */
   stored(key: string): Buffer | undefined;
   /** Replaces the stored bytes of `key`, keeping its record (corruption, truncation). */
@@ -24,9 +38,9 @@ export interface MemoryBackend extends Backend {
 /** Bodies are served in slices of this many bytes, like a network stream. */
 const BODY_CHUNK_BYTES = 48 * 1024 + 7;
 
-export function createMemoryBackend(): MemoryBackend {
-  const objects = new Map<string, { record: ObjectRecord; bytes: Buffer }>();
-  let generation = 0n;
+export function createMemoryBackend(bucket: MemoryBucket = createMemoryBucket()): MemoryBackend {
+  const objects = bucket.objects;
+  const calls = { get: 0 };
   let openedBodies = 0;
   let closedBodies = 0;
   let servedBytes = 0;
@@ -54,6 +68,7 @@ export function createMemoryBackend(): MemoryBackend {
 
   return {
     name: "memory",
+    calls,
     get openedBodies() {
       return openedBodies;
     },
@@ -84,7 +99,7 @@ export function createMemoryBackend(): MemoryBackend {
       // Read after the source ended: the codec sets them while it streams.
       const record: ObjectRecord = {
         key,
-        generation: ++generation,
+        generation: ++bucket.generation,
         kind: meta.kind,
         contentType: meta.contentType,
         metadata: meta.metadata,
@@ -103,6 +118,7 @@ export function createMemoryBackend(): MemoryBackend {
     },
 
     async get(key, opts = {}) {
+      calls.get++;
       const found = objects.get(key);
       if (found === undefined) return undefined;
       check(key, opts.ifGenerationMatch);
