@@ -52,6 +52,18 @@ describe("fs backend", () => {
     await reopened.close();
   });
 
+  test("an identity is created once and survives a reopen", async () => {
+    const backend = await createFsBackend({ root });
+    const first = backend.identity("store-id", () => "one");
+    expect(first).toBe("one");
+    expect(backend.identity("store-id", () => "two")).toBe("one");
+    await backend.close();
+    const reopened = await createFsBackend({ root });
+    expect(reopened.identity("store-id", () => "three")).toBe("one");
+    expect(reopened.identity("writer-id", () => "w")).toBe("w");
+    await reopened.close();
+  });
+
   test("failed puts leave no file behind", async () => {
     const backend = await createFsBackend({ root });
     async function* failing() {

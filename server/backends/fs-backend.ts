@@ -49,6 +49,12 @@ export type FsBackend = Backend & {
   /** Up to `limit` keys whose expiresAt is at or before `now` (Unix ms), soonest first. This
    * backend does not hide expired objects itself; the engine does, and sweeps them with this. */
   expired(now: number, limit: number): string[];
+  /**
+   * A value kept in the index for the life of the storage folder: the one stored under `name`,
+   * or, the first time, the one `create` makes (stored atomically, so every caller sees the same).
+   * For identities such as this store's id and this daemon's writer id.
+   */
+  identity(name: string, create: () => string): string;
 };
 
 /** Writes reach the disk in pieces of at least this much (small chunks are coalesced). */
@@ -113,6 +119,7 @@ const SCHEMA = `
     created_at INTEGER NOT NULL
   );
   CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS identities (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `;
 
 // Every column but the inline bytes, which only a read of the object needs.
@@ -186,6 +193,8 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     outboxRemoveKey: db.prepare(`DELETE FROM outbox WHERE key = ?`),
     outboxStats: db.prepare(`SELECT count(*) AS count, min(created_at) AS oldest FROM outbox`),
     expired: db.prepare(`SELECT key FROM objects WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`).pluck(),
+    identity: db.prepare(`SELECT value FROM identities WHERE name = ?`).pluck(),
+    createIdentity: db.prepare(`INSERT OR IGNORE INTO identities (name, value) VALUES (?, ?)`),
   };
   const scans = new Map<string, Database.Statement>();
   /** The range scan for a listing, prepared once per shape (an OR in the bound would defeat the index). */
@@ -549,6 +558,15 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
 
     expired(now, limit) {
       return indexed("listing expired objects", () => sql.expired.all(now, limit) as string[]);
+    },
+
+    identity(name, create) {
+      return indexed("reading an identity", () => {
+        const known = sql.identity.get(name) as string | undefined;
+        if (known !== undefined) return known;
+        sql.createIdentity.run(name, create());
+        return sql.identity.get(name) as string;
+      });
     },
   };
 }
