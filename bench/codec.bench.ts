@@ -31,7 +31,7 @@ function createNullSink(): Backend & { lastStored: number } {
       return {
         key, generation: 1n, kind: meta.kind, contentType: meta.contentType, metadata: meta.metadata,
         size: meta.size ?? stored, crc32c: meta.crc32c ?? 0, storedSize: stored, encoding: meta.encoding ?? {},
-        createdAt: now, updatedAt: now, tier: "local", pendingReplication: false,
+        createdAt: now, updatedAt: now, tier: "local", pendingReplication: false, origin: { writtenAt: now * 1000, writer: "" },
       };
     },
     get: unsupported,

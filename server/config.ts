@@ -29,6 +29,8 @@ export interface Config {
   gcsLocation: string;
   gcsApiEndpoint?: string;
   localStoragePath: string;
+  /** Local writes are refused below this many free bytes (deletes keep working). */
+  localMinFreeBytes: number;
   enableLocalFallback: boolean;
   enableCache: boolean;
   cacheTtlSeconds: number;
@@ -38,6 +40,10 @@ export interface Config {
   chunkSize: number;
   maxRetries: number;
   timeoutSeconds: number;
+  /** Consecutive GCS outage failures that open the circuit breaker. */
+  gcsBreakerFailures: number;
+  /** How long an open breaker fails calls at once before a trial call. */
+  gcsBreakerResetSeconds: number;
   enableCompression: boolean;
   compressionThresholdBytes: number;
   enableEncryption: boolean;
@@ -59,8 +65,14 @@ export interface Config {
   tlsCertFile?: string;
   tlsKeyFile?: string;
   shutdownGraceSeconds: number;
+  /** How often health (and GCS availability) is checked. */
+  healthCheckSeconds: number;
   replicationIntervalMs: number;
   expirySweepSeconds: number;
+  /** How often the whole bucket is listed to remove expired objects, old tombstones and upload leftovers. */
+  gcsSweepSeconds: number;
+  /** How long GCS keeps the tombstone of a deleted key (guards against older writes replayed late). */
+  tombstoneRetentionSeconds: number;
   logLevel: LogLevel;
 }
 
@@ -271,6 +283,12 @@ const defs = {
     default: "./storage",
     description: "folder of the local tier (fallback, or the only tier)",
   },
+  localMinFreeBytes: {
+    env: "LOCAL_MIN_FREE_BYTES",
+    ...bytes(0, TiB),
+    default: "64MiB",
+    description: "local writes are refused when the disk has less free; deletes and the index keep working",
+  },
   enableLocalFallback: {
     env: "ENABLE_LOCAL_FALLBACK",
     ...boolean,
@@ -314,6 +332,18 @@ const defs = {
     ...seconds(3600, false),
     default: "30",
     description: "timeout of one GCS call",
+  },
+  gcsBreakerFailures: {
+    env: "GCS_BREAKER_FAILURES",
+    ...integer(2, 1000),
+    default: "5",
+    description: "consecutive failed GCS calls (each after its retries) that open the circuit breaker",
+  },
+  gcsBreakerResetSeconds: {
+    env: "GCS_BREAKER_RESET_SECONDS",
+    ...seconds(3600, false),
+    default: "2",
+    description: "how long an open breaker fails GCS calls at once before one trial call",
   },
   enableCompression: {
     env: "ENABLE_COMPRESSION",
@@ -416,6 +446,12 @@ const defs = {
     default: "10",
     description: "how long open calls may finish on shutdown",
   },
+  healthCheckSeconds: {
+    env: "HEALTH_CHECK_SECONDS",
+    ...seconds(3600, false),
+    default: "5",
+    description: "how often the daemon checks that a write can be made durable (health, and GCS's availability)",
+  },
   replicationIntervalMs: {
     env: "REPLICATION_INTERVAL_MS",
     ...integer(10, 3_600_000),
@@ -426,7 +462,19 @@ const defs = {
     env: "EXPIRY_SWEEP_SECONDS",
     ...integer(1, 86_400),
     default: "60",
-    description: "how often expired objects are removed",
+    description: "how often expired objects are removed from the local tier (by its index)",
+  },
+  gcsSweepSeconds: {
+    env: "GCS_SWEEP_SECONDS",
+    ...integer(1, 30 * 86_400),
+    default: "3600",
+    description: "how often the bucket is listed to remove expired objects, old tombstones and upload leftovers",
+  },
+  tombstoneRetentionSeconds: {
+    env: "TOMBSTONE_RETENTION_SECONDS",
+    ...integer(1, 10 * 365 * 86_400),
+    default: "604800",
+    description: "how long GCS keeps a deleted key's tombstone; an outage longer than this may resurrect keys deleted meanwhile",
   },
   logLevel: {
     env: "LOG_LEVEL",

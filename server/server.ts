@@ -32,7 +32,6 @@ export interface RunningServer {
 }
 
 const SERVICE_NAME = FileStorageService.typeName;
-const HEALTH_INTERVAL_MS = 5000;
 
 export async function startServer(config: Config, opts: { logger?: Logger } = {}): Promise<RunningServer> {
   const log = opts.logger ?? createLogger(config.logLevel);
@@ -112,7 +111,7 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
     }
   };
   await checkHealth();
-  const healthTimer = setInterval(() => void checkHealth(), HEALTH_INTERVAL_MS);
+  const healthTimer = setInterval(() => void checkHealth(), config.healthCheckSeconds * 1000);
   healthTimer.unref();
 
   const metricsServer = config.metricsPort > 0 ? await serveMetrics(metrics, config.metricsHost, config.metricsPort) : undefined;

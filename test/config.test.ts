@@ -57,6 +57,7 @@ describe("defaults", () => {
       gcsLocation: "US",
       gcsApiEndpoint: undefined,
       localStoragePath: path.resolve("./storage"),
+      localMinFreeBytes: 64 * 1024 * 1024,
       enableLocalFallback: true,
       enableCache: true,
       cacheTtlSeconds: 3600,
@@ -66,6 +67,8 @@ describe("defaults", () => {
       chunkSize: 1024 * 1024,
       maxRetries: 3,
       timeoutSeconds: 30,
+      gcsBreakerFailures: 5,
+      gcsBreakerResetSeconds: 2,
       enableCompression: true,
       compressionThresholdBytes: 1024,
       enableEncryption: false,
@@ -82,8 +85,11 @@ describe("defaults", () => {
       tlsCertFile: undefined,
       tlsKeyFile: undefined,
       shutdownGraceSeconds: 10,
+      healthCheckSeconds: 5,
       replicationIntervalMs: 2000,
       expirySweepSeconds: 60,
+      gcsSweepSeconds: 3600,
+      tombstoneRetentionSeconds: 604800,
       logLevel: "info",
     };
     const config = loadConfig({ env: {} });

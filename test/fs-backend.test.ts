@@ -60,7 +60,7 @@ describe("fs backend", () => {
     await backend.close();
     const reopened = await createFsBackend({ root });
     expect(reopened.identity("store-id", () => "three")).toBe("one");
-    expect(reopened.identity("writer-id", () => "w")).toBe("w");
+    expect(reopened.identity("other-id", () => "w")).toBe("w");
     await reopened.close();
   });
 

@@ -16,6 +16,7 @@ import { createChainBackend } from "../server/engine/chain-backend.js";
 import { CircuitBreaker } from "../server/engine/circuit-breaker.js";
 import { makeTempDir, type TempDir } from "./support/temp-dir.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
+import { hasLiveObject, hasTombstone, liveNames } from "./support/gcs-objects.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
 import { codeOf } from "./support/expect-failure.js";
 
@@ -51,7 +52,8 @@ afterAll(async () => {
 
 const gcsFile = (key: string) => sdk.bucket(BUCKET).file(key);
 const gcsMeta = async (key: string) => (await gcsFile(key).getMetadata())[0];
-const gcsExists = async (key: string) => (await gcsFile(key).exists())[0];
+/** A live object (a deleted key keeps a tombstone, which is absence). */
+const gcsExists = (key: string) => hasLiveObject(sdk.bucket(BUCKET), key);
 
 
 test("the daemon created the bucket and reports GCS available", async () => {
@@ -119,6 +121,7 @@ test("Delete removes the object from GCS; a second delete says false", async () 
   expect(await gcsExists("rpc/del")).toBe(true);
   expect(await client.delete("rpc/del")).toBe(true);
   expect(await gcsExists("rpc/del")).toBe(false);
+  expect(await hasTombstone(sdk.bucket(BUCKET), "rpc/del")).toBe(true);
   expect(await client.delete("rpc/del")).toBe(false);
   expect(await client.exists("rpc/del")).toBe(false);
 });
@@ -134,8 +137,7 @@ test("ListKeys lists GCS in order with delimiter and page tokens", async () => {
   expect(page.prefixes).toEqual(["ls/b/"]);
   expect(page.objects.every((o) => o.backend === "gcs")).toBe(true);
   expect(await client.deleteMany({ prefix: "ls/b/" })).toBe(2);
-  const [files] = await sdk.bucket(BUCKET).getFiles({ prefix: "ls/b/" });
-  expect(files).toHaveLength(0);
+  expect(await liveNames(sdk.bucket(BUCKET), "ls/b/")).toEqual([]);
 });
 
 test("streams: upload goes to GCS (resumable path included) and downloads whole and by range", async () => {
@@ -214,6 +216,7 @@ describe("the chain while changes wait in the outbox (GCS up, replicator not run
       fallback,
       breaker: new CircuitBreaker({ failureThreshold: 1, resetTimeoutMs: 2000 }),
       fallbackEnabled: true,
+      writer: "test",
     });
     for (const k of ["m/a", "m/c", "m/e", "m/g", "m/x/1"]) await primary.put(k, src(k), meta);
     // What an outage leaves behind: new and overwritten keys on the local tier, a delete as a tombstone.

@@ -5,6 +5,7 @@
  * usage recounted after a restart), and expires_at (invisible to every read,
  * swept from the local tier; invisible on the GCS tier).
  */
+import { liveNames } from "./support/gcs-objects.js";
 import { Storage } from "@google-cloud/storage";
 import Database from "better-sqlite3";
 import * as grpc from "@grpc/grpc-js";
@@ -279,6 +280,7 @@ describe("expiry", () => {
       GCS_API_ENDPOINT: gcs.url,
       MAX_RETRIES: "0",
       EXPIRY_SWEEP_SECONDS: "1",
+      GCS_SWEEP_SECONDS: "1",
     });
     const client = new FileStorageClient(daemon.address);
     try {
@@ -299,7 +301,7 @@ describe("expiry", () => {
       let names: string[] = ["?"];
       for (let i = 0; i < 50 && names.length > 0; i++) {
         await sleep(100);
-        names = (await bucket.getFiles({ prefix: "exp/" }))[0].map((f) => f.name);
+        names = await liveNames(bucket, "exp/");
       }
       expect(names).toEqual([]);
       await client.store("exp/gcs", "again", { ifGenerationMatch: 0 });

@@ -13,8 +13,16 @@
  *   aborts) leaves the previous version untouched and nothing behind.
  * - Generations rise on every write of a key (also across delete/re-create).
  * - list() is sorted by the UTF-8 bytes of the keys.
+ * - A tier may keep tombstones of deleted keys (GCS does, so a replayed older
+ *   write cannot resurrect a key deleted later by another daemon); they are
+ *   invisible to get, list and head unless `tombstones: true` asks for them.
+ *   A precondition `ifGenerationMatch: 0n` holds on a tombstoned key (it is
+ *   absent), and so does one naming the tombstone's own generation.
  */
 import type { Readable } from "node:stream";
+import type { WriteOrigin } from "./write-origin.js";
+
+export type { WriteOrigin } from "./write-origin.js";
 
 export type DataKindName = "BYTES" | "TEXT" | "JSON";
 export type TierName = "gcs" | "local";
@@ -43,6 +51,9 @@ export interface PutMeta {
   size?: number;
   crc32c?: number;
   encoding?: Encoding;
+  /** The write this version comes from; a backend stamps a new one (now, itself) when absent.
+   * The chain stamps it once per write and the replicator copies it, so every copy agrees. */
+  origin?: WriteOrigin;
 }
 
 /** Everything known about one stored object. */
@@ -67,6 +78,16 @@ export interface ObjectRecord {
   tier: TierName;
   /** True while this copy waits in the outbox for the primary tier. */
   pendingReplication: boolean;
+  /** The write this version comes from (the conflict rule compares these). */
+  origin: WriteOrigin;
+  /** Only on records asked for with `tombstones: true`: the key was deleted by the write `origin`. */
+  deleted?: true;
+}
+
+export interface HeadOptions {
+  signal?: AbortSignal;
+  /** Also return a tombstone (a record with `deleted: true`) where a tier keeps one for a deleted key. */
+  tombstones?: boolean;
 }
 
 export interface PutOptions {
@@ -90,6 +111,8 @@ export interface GetOptions {
 export interface DeleteOptions {
   ifGenerationMatch?: bigint;
   signal?: AbortSignal;
+  /** The delete this is (the replicator replays one); a backend stamps a new one when absent. */
+  origin?: WriteOrigin;
   /** Record an outbox entry (a tombstone) in the same transaction, even when
    * the key is absent here (backends with `outbox`). */
   pending?: boolean;
@@ -124,6 +147,8 @@ export interface OutboxEntry {
   generation: bigint;
   /** Unix milliseconds. */
   createdAt: number;
+  /** The write or delete the entry replays. */
+  origin: WriteOrigin;
 }
 
 /** The outbox of a fallback tier: changes waiting for the primary. */
@@ -145,7 +170,7 @@ export interface Backend {
   put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, opts?: PutOptions): Promise<ObjectRecord>;
   /** The record and a stream of the stored bytes (or of the range), or undefined. */
   get(key: string, opts?: GetOptions): Promise<{ record: ObjectRecord; body: Readable } | undefined>;
-  head(key: string, opts?: { signal?: AbortSignal }): Promise<ObjectRecord | undefined>;
+  head(key: string, opts?: HeadOptions): Promise<ObjectRecord | undefined>;
   /** True when something was deleted. */
   delete(key: string, opts?: DeleteOptions): Promise<boolean>;
   list(opts: ListOptions): Promise<ListPage>;

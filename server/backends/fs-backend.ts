@@ -13,7 +13,7 @@
  * row, outbox entry); the old blob is unlinked after the commit. A crash at any
  * point leaves the old version and at most an orphan file the next start removes.
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { Readable, Transform } from "node:stream";
@@ -33,6 +33,7 @@ import type {
   PutOptions,
 } from "./backend.js";
 import { compareKeys } from "./backend.js";
+import { newOrigin } from "./write-origin.js";
 import { Code, StorageError, dataLoss, generationMismatch, invalidArgument, unavailable } from "../storage-error.js";
 
 export interface FsBackendOptions {
@@ -41,6 +42,21 @@ export interface FsBackendOptions {
   tierName?: "local";
   /** fsync files, folders and the index on every commit (default true). Off only for tests and scratch data. */
   fsync?: boolean;
+  /**
+   * Writes are refused (RESOURCE_EXHAUSTED) once the file system holding the
+   * folder has less than this many bytes free, so deletes and the index,
+   * which need a little space to commit, keep working on a full disk
+   * (LOCAL_MIN_FREE_BYTES; default 64 MiB).
+   */
+  minFreeBytes?: number;
+  /** Fault injection for tests of the group commit; never set in production. */
+  faults?: FsFaults;
+}
+
+/** Hooks a test uses to fail a group commit at a chosen point. */
+export interface FsFaults {
+  /** Runs inside the shared transaction before job `index` of a batch of `size`; `exec` runs SQL there. */
+  beforeCommitJob?(index: number, size: number, exec: (sql: string) => void): void;
 }
 
 /** The local backend: a Backend with an outbox and a query for the expiry sweeper. */
@@ -63,7 +79,9 @@ const PIECE_BYTES = 1024 * 1024;
 const READ_HIGH_WATER_MARK = 1024 * 1024;
 /** How many times a read retries when a concurrent write replaced the blob under it. */
 const READ_ATTEMPTS = 5;
-const MIN_FREE_BYTES = 1024 * 1024;
+const DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024;
+/** A streamed write checks the free space again after each this many bytes. */
+const SPACE_CHECK_BYTES = 16 * 1024 * 1024;
 
 interface ObjectRow {
   key: string;
@@ -81,6 +99,8 @@ interface ObjectRow {
   expires_at: bigint | null;
   blob: string | null;
   pending: bigint;
+  written_at: bigint;
+  writer: string;
 }
 
 interface OutboxRow {
@@ -89,6 +109,8 @@ interface OutboxRow {
   op: "put" | "delete";
   generation: bigint;
   created_at: bigint;
+  written_at: bigint;
+  writer: string;
 }
 
 const SCHEMA = `
@@ -107,7 +129,9 @@ const SCHEMA = `
     updated_at INTEGER NOT NULL,
     expires_at INTEGER,
     blob TEXT,                       -- file id under blobs/; NULL when the bytes are inline
-    data BLOB                        -- the bytes of a small object, kept in the index
+    data BLOB,                       -- the bytes of a small object, kept in the index
+    written_at INTEGER NOT NULL DEFAULT 0, -- the write's origin (write-origin.ts): microseconds
+    writer TEXT NOT NULL DEFAULT ''        -- and the writing daemon
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS objects_blob ON objects (blob);
   CREATE INDEX IF NOT EXISTS objects_expires_at ON objects (expires_at) WHERE expires_at IS NOT NULL;
@@ -116,7 +140,9 @@ const SCHEMA = `
     key TEXT NOT NULL UNIQUE,
     op TEXT NOT NULL,
     generation INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    written_at INTEGER NOT NULL DEFAULT 0,
+    writer TEXT NOT NULL DEFAULT ''
   );
   CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS identities (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -125,7 +151,29 @@ const SCHEMA = `
 // Every column but the inline bytes, which only a read of the object needs.
 const RECORD_COLUMNS =
   `o.key, o.generation, o.kind, o.content_type, o.metadata, o.size, o.crc32c, o.stored_size, o.stored_crc32c, ` +
-  `o.encoding, o.created_at, o.updated_at, o.expires_at, o.blob, EXISTS (SELECT 1 FROM outbox b WHERE b.key = o.key) AS pending`;
+  `o.encoding, o.created_at, o.updated_at, o.expires_at, o.blob, o.written_at, o.writer, ` +
+  `EXISTS (SELECT 1 FROM outbox b WHERE b.key = o.key) AS pending`;
+
+/**
+ * Brings an index made by an older version up to this schema. Version 1 added
+ * write origins: rows and outbox entries of older indexes get their update /
+ * creation time as the write time and an unknown writer.
+ */
+function migrate(db: Database.Database): void {
+  const version = Number(db.pragma("user_version", { simple: true }));
+  if (version >= 1) return;
+  db.transaction(() => {
+    const has = (table: string, column: string) =>
+      (db.prepare(`SELECT 1 FROM pragma_table_info(?) WHERE name = ?`).get(table, column) as unknown) !== undefined;
+    for (const table of ["objects", "outbox"]) {
+      if (!has(table, "written_at")) db.exec(`ALTER TABLE ${table} ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0`);
+      if (!has(table, "writer")) db.exec(`ALTER TABLE ${table} ADD COLUMN writer TEXT NOT NULL DEFAULT ''`);
+    }
+    db.exec(`UPDATE objects SET written_at = updated_at * 1000 WHERE written_at = 0`);
+    db.exec(`UPDATE outbox SET written_at = created_at * 1000 WHERE written_at = 0`);
+    db.pragma("user_version = 1");
+  })();
+}
 
 /**
  * Objects up to this size live inline in the SQLite index: one WAL commit
@@ -159,6 +207,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     db.pragma(`synchronous = ${durable ? "FULL" : "NORMAL"}`);
     db.pragma("busy_timeout = 5000");
     db.exec(SCHEMA);
+    migrate(db);
   } catch (err) {
     throw unavailable("cannot open the local storage folder", err);
   }
@@ -168,15 +217,16 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     generationOf: db.prepare(`SELECT generation FROM objects WHERE key = ?`).pluck(),
     upsert: db.prepare(`
       INSERT INTO objects (key, generation, kind, content_type, metadata, size, crc32c, stored_size,
-                           stored_crc32c, encoding, created_at, updated_at, expires_at, blob, data)
+                           stored_crc32c, encoding, created_at, updated_at, expires_at, blob, data, written_at, writer)
       VALUES (@key, @generation, @kind, @contentType, @metadata, @size, @crc32c, @storedSize,
-              @storedCrc32c, @encoding, @now, @now, @expiresAt, @blob, @data)
+              @storedCrc32c, @encoding, @now, @now, @expiresAt, @blob, @data, @writtenAt, @writer)
       ON CONFLICT (key) DO UPDATE SET
         generation = excluded.generation, kind = excluded.kind, content_type = excluded.content_type,
         metadata = excluded.metadata, size = excluded.size, crc32c = excluded.crc32c,
         stored_size = excluded.stored_size, stored_crc32c = excluded.stored_crc32c,
         encoding = excluded.encoding, updated_at = excluded.updated_at,
-        expires_at = excluded.expires_at, blob = excluded.blob, data = excluded.data`),
+        expires_at = excluded.expires_at, blob = excluded.blob, data = excluded.data,
+        written_at = excluded.written_at, writer = excluded.writer`),
     dataOf: db.prepare(`SELECT data FROM objects WHERE key = ? AND generation = ?`).pluck(),
     blobOf: db.prepare(`SELECT blob, generation FROM objects WHERE key = ?`),
     deleteRow: db.prepare(`DELETE FROM objects WHERE key = ?`),
@@ -186,7 +236,9 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       `INSERT INTO counters (name, value) VALUES ('generation', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
     ),
     // REPLACE deletes the key's older entry, so the new one takes a new seq.
-    recordChange: db.prepare(`INSERT OR REPLACE INTO outbox (key, op, generation, created_at) VALUES (?, ?, ?, ?)`),
+    recordChange: db.prepare(
+      `INSERT OR REPLACE INTO outbox (key, op, generation, created_at, written_at, writer) VALUES (?, ?, ?, ?, ?, ?)`,
+    ),
     outboxEntry: db.prepare(`SELECT * FROM outbox WHERE key = ?`),
     outboxList: db.prepare(`SELECT * FROM outbox ORDER BY seq LIMIT ?`),
     outboxRemove: db.prepare(`DELETE FROM outbox WHERE key = ? AND seq = ?`),
@@ -213,6 +265,17 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
   };
 
   const blobPath = (id: string) => path.join(blobsDir, id.slice(0, 2), id);
+
+  function identity(name: string, create: () => string): string {
+    return indexed("reading an identity", () => {
+      const known = sql.identity.get(name) as string | undefined;
+      if (known !== undefined) return known;
+      sql.createIdentity.run(name, create());
+      return sql.identity.get(name) as string;
+    });
+  }
+  /** This folder's writer id: the origin of writes that come without one (write-origin.ts). */
+  const writer = identity("writer-id", () => randomUUID());
 
   /** Generations are microseconds like GCS's, and rise across delete/re-create via a persisted counter. */
   function nextGeneration(): bigint {
@@ -245,10 +308,16 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
   type CommitJob = { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void };
   let commitQueue: CommitJob[] = [];
   const commitBatch = db.transaction((jobs: CommitJob[]) =>
-    jobs.map((job) => {
+    jobs.map((job, index) => {
       try {
+        opts.faults?.beforeCommitJob?.(index, jobs.length, (text) => db.exec(text));
         return { ok: true as const, value: job.run() };
       } catch (err) {
+        // SQLite may answer some failures (a full disk, I/O errors) by rolling
+        // back the whole transaction, not just this job's savepoint. Then the
+        // earlier jobs' writes are gone and the later ones would run outside
+        // any transaction: fail the whole batch, so no job reports success.
+        if (!db.inTransaction) throw new BatchRolledBack(err);
         return { ok: false as const, err };
       }
     }),
@@ -261,7 +330,8 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       if (!db.open) throw unavailable("the local storage is closed");
       outcomes = commitBatch(jobs);
     } catch (err) {
-      for (const job of jobs) job.reject(translate(err, "committing"));
+      const cause = err instanceof BatchRolledBack ? err.cause : err;
+      for (const job of jobs) job.reject(translate(cause, "committing"));
       return;
     }
     jobs.forEach((job, i) => {
@@ -282,6 +352,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       const current = sql.blobOf.get(key) as { blob: string | null; generation: bigint } | undefined;
       checkPrecondition(key, opts.ifGenerationMatch, current?.generation);
       const generation = nextGeneration();
+      const origin = meta.origin ?? newOrigin(writer);
       sql.upsert.run({
         key,
         generation,
@@ -297,8 +368,10 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
         expiresAt: meta.expiresAt ?? null,
         blob: "blob" in body ? body.blob : null,
         data: "data" in body ? body.data : null,
+        writtenAt: origin.writtenAt,
+        writer: origin.writer,
       });
-      if (opts.pending) sql.recordChange.run(key, "put", generation, Date.now());
+      if (opts.pending) sql.recordChange.run(key, "put", generation, Date.now(), origin.writtenAt, origin.writer);
       return { oldBlob: current?.blob ?? undefined, row: readRow(key)! };
     },
   );
@@ -308,7 +381,10 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     if (current !== undefined) checkPrecondition(key, opts.ifGenerationMatch, current.generation);
     if (current !== undefined) sql.deleteRow.run(key);
     // A tombstone even for a key absent here: the primary may still hold it.
-    if (opts.pending) sql.recordChange.run(key, "delete", nextGeneration(), Date.now());
+    if (opts.pending) {
+      const origin = opts.origin ?? newOrigin(writer);
+      sql.recordChange.run(key, "delete", nextGeneration(), Date.now(), origin.writtenAt, origin.writer);
+    }
     // Deleted without going through the outbox: nothing of this key is left to replicate.
     else sql.outboxRemoveKey.run(key);
     // Inline bytes go with the row; only a file needs unlinking.
@@ -350,12 +426,32 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
   }
 
   const bufferPool: Buffer[] = [];
+  const minFree = opts.minFreeBytes ?? DEFAULT_MIN_FREE_BYTES;
+
+  /** RESOURCE_EXHAUSTED once the disk is below the reserve kept for deletes and the index. */
+  async function ensureSpace(): Promise<void> {
+    let free: number;
+    try {
+      const stats = await fs.statfs(root);
+      free = stats.bavail * stats.bsize;
+    } catch (err) {
+      throw translate(err, "checking free space");
+    }
+    if (free < minFree) {
+      throw new StorageError(
+        Code.ResourceExhausted,
+        `the local disk is nearly full: ${mib(free)} free, below the ${mib(minFree)} kept for deletes and the index ` +
+          `(LOCAL_MIN_FREE_BYTES); writes are refused until space is freed`,
+      );
+    }
+  }
 
   /** Streams `source` into a new file at `file`; returns the size and CRC32C written. */
   async function writeSource(
     file: string,
     source: AsyncIterable<Uint8Array>,
     signal: AbortSignal | undefined,
+    checkSpace: () => Promise<void>,
   ): Promise<{ size: number; crc32c: number }> {
     const handle = await fs.open(file, "wx", 0o600).catch((err) => {
       throw translate(err, "creating a file");
@@ -364,7 +460,12 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     let fill = 0;
     let size = 0;
     let crc = 0;
+    let checkedAt = 0;
     const flush = async (bytes: Uint8Array) => {
+      if (size - checkedAt >= SPACE_CHECK_BYTES) {
+        checkedAt = size;
+        await checkSpace();
+      }
       for (let at = 0; at < bytes.length; ) {
         const { bytesWritten } = await handle.write(bytes, at, bytes.length - at).catch((err) => {
           throw translate(err, "writing");
@@ -443,6 +544,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       const tmpFile = path.join(tmpDir, id);
       let renamed = false;
       try {
+        await ensureSpace();
         const small = await takeSmall(source, opts.signal);
         if (small.inline) {
           const data = small.inline;
@@ -453,7 +555,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
           await dropBlob(oldBlob);
           return toRecord(row);
         }
-        const stored = await writeSource(tmpFile, small.rest, opts.signal);
+        const stored = await writeSource(tmpFile, small.rest, opts.signal, ensureSpace);
         opts.verify?.(stored);
         throwIfAborted(opts.signal);
         await fs.rename(tmpFile, blobPath(id));
@@ -547,7 +649,9 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       } catch (err) {
         throw translate(err, "probing");
       }
-      if (free < MIN_FREE_BYTES) throw new StorageError(Code.Unavailable, "the local disk is full");
+      if (free < minFree) {
+        throw new StorageError(Code.Unavailable, `the local disk has ${mib(free)} free, below its reserve (LOCAL_MIN_FREE_BYTES=${mib(minFree)})`);
+      }
     },
 
     async close() {
@@ -560,14 +664,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       return indexed("listing expired objects", () => sql.expired.all(now, limit) as string[]);
     },
 
-    identity(name, create) {
-      return indexed("reading an identity", () => {
-        const known = sql.identity.get(name) as string | undefined;
-        if (known !== undefined) return known;
-        sql.createIdentity.run(name, create());
-        return sql.identity.get(name) as string;
-      });
-    },
+    identity,
   };
 }
 
@@ -670,6 +767,7 @@ function toRecord(row: ObjectRow): ObjectRecord {
     updatedAt: Number(row.updated_at),
     tier: "local",
     pendingReplication: Number(row.pending) !== 0,
+    origin: { writtenAt: Number(row.written_at), writer: row.writer },
   };
   if (row.expires_at !== null) record.expiresAt = Number(row.expires_at);
   return record;
@@ -677,7 +775,14 @@ function toRecord(row: ObjectRow): ObjectRecord {
 
 function toEntry(row: OutboxRow | undefined): OutboxEntry | undefined {
   if (row === undefined) return undefined;
-  return { seq: Number(row.seq), key: row.key, op: row.op, generation: row.generation, createdAt: Number(row.created_at) };
+  return {
+    seq: Number(row.seq),
+    key: row.key,
+    op: row.op,
+    generation: row.generation,
+    createdAt: Number(row.created_at),
+    origin: { writtenAt: Number(row.written_at), writer: row.writer },
+  };
 }
 
 /**
@@ -816,6 +921,18 @@ function abortError(signal: AbortSignal): StorageError {
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal);
+}
+
+/** "12.5 MiB" */
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/** Thrown out of a group commit whose transaction SQLite rolled back mid-batch. */
+class BatchRolledBack extends Error {
+  constructor(override readonly cause: unknown) {
+    super("the group commit was rolled back");
+  }
 }
 
 /** Platform failures become StorageErrors whose messages carry no paths. */

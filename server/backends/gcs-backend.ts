@@ -9,12 +9,25 @@
  *   we observed just before), so a retried or racing write never clobbers a
  *   newer one; with the SDK 7.x a precondition-less save() also turns the
  *   client's autoRetry off for everybody.
+ * - Every version carries the origin of its write (x-fs-written-at, x-fs-writer)
+ *   and a delete leaves a tombstone: a zero-byte object with x-fs-deleted=1
+ *   and the delete's origin, invisible to reads and listings. Several daemons
+ *   replaying writes made during an outage compare origins, so an older write
+ *   can neither overwrite a newer one nor resurrect a key deleted later.
+ * - A streamed upload (too large to hold for a replay) goes to a temporary
+ *   object under .filestorage/uploads/ and is composed into the key with its
+ *   final metadata (original size and CRC32C) in one request, guarded by the
+ *   precondition: the key keeps its previous version until that succeeds.
  * - The SDK's own retries are off; ours (withRetry) are counted and bounded.
  * - Errors are translated here: a miss is undefined/false, 412 is
- *   FAILED_PRECONDITION, 416 OUT_OF_RANGE, anything that says "cannot reach
- *   GCS" is UNAVAILABLE. No raw error with an HTTP `code` leaves this file,
- *   and messages never carry the bucket name.
+ *   FAILED_PRECONDITION, 416 OUT_OF_RANGE, 429 RESOURCE_EXHAUSTED (a throttled
+ *   object, retried), and UNAVAILABLE only for what says "GCS cannot be
+ *   reached" (network failures, 5xx, timeouts): the breaker counts those, so
+ *   one caller's bad request cannot make GCS look down for everybody. An
+ *   error we cannot classify is INTERNAL. No raw error with an HTTP `code`
+ *   leaves this file, and messages never carry the bucket name.
  */
+import { randomUUID } from "node:crypto";
 import { Readable, PassThrough } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Storage, type CRC32CValidator, type File, type FileMetadata } from "@google-cloud/storage";
@@ -25,6 +38,7 @@ import type {
   DeleteOptions,
   Encoding,
   GetOptions,
+  HeadOptions,
   JsonObject,
   ListOptions,
   ListPage,
@@ -33,6 +47,7 @@ import type {
   PutOptions,
 } from "./backend.js";
 import { compareKeys } from "./backend.js";
+import { compareOrigins, newOrigin, type WriteOrigin } from "./write-origin.js";
 import { Code, StorageError, generationMismatch } from "../storage-error.js";
 import { withRetry } from "../engine/retry.js";
 
@@ -54,7 +69,15 @@ export interface GcsBackendOptions {
   resumableThresholdBytes?: number;
   /** An injected SDK client (tests); build it with gcsStorageOptions() so SDK retries stay off. */
   storage?: Storage;
+  /** This daemon's writer id: the origin of writes and deletes that come without one. */
+  writer?: string;
 }
+
+/** Objects under this prefix are the daemon's own (upload parts, keys); callers can never name them. */
+export const RESERVED_PREFIX = ".filestorage/";
+const UPLOADS_PREFIX = `${RESERVED_PREFIX}uploads/`;
+/** Content type of a tombstone object. */
+const TOMBSTONE_TYPE = "application/x-filestorage-tombstone";
 
 const MiB = 1024 * 1024;
 const PROBE_TIMEOUT_MS = 5000;
@@ -70,6 +93,9 @@ const X = {
   encoding: "x-fs-encoding",
   expiresAt: "x-fs-expires-at",
   createdAt: "x-fs-created-at",
+  writtenAt: "x-fs-written-at",
+  writer: "x-fs-writer",
+  deleted: "x-fs-deleted",
 } as const;
 
 /**
@@ -93,12 +119,32 @@ export function gcsStorageOptions(opts: Pick<GcsBackendOptions, "projectId" | "k
  * returns the GCS tier. When GCS cannot be reached at start-up the factory
  * still succeeds: the bucket check is repeated by probe() and the first write.
  */
-export async function createGcsBackend(opts: GcsBackendOptions): Promise<Backend> {
+/** What GcsBackend.sweep removes; times are Unix ms. */
+export interface SweepLimits {
+  now: number;
+  tombstoneBefore: number;
+  partsBefore: number;
+  signal?: AbortSignal;
+  /** Called for each expired object removed. */
+  onExpired?: (record: ObjectRecord) => void;
+}
+
+/** The GCS tier: a Backend plus the sweep of what GCS keeps that nobody can read. */
+export type GcsBackend = Backend & {
+  sweep(limits: SweepLimits): Promise<{
+    tombstones: number;
+    expired: number;
+    parts: number;
+  }>;
+};
+
+export async function createGcsBackend(opts: GcsBackendOptions): Promise<GcsBackend> {
   const storage = opts.storage ?? new Storage(gcsStorageOptions(opts));
+  const writer = opts.writer ?? "";
   const bucket = storage.bucket(opts.bucket);
   const threshold = opts.resumableThresholdBytes ?? 8 * MiB;
   const retry = <T>(fn: (s: AbortSignal) => Promise<T>, signal?: AbortSignal) =>
-    withRetry(fn, { maxRetries: opts.maxRetries, timeoutMs: opts.timeoutMs, signal });
+    withRetry(fn, { maxRetries: opts.maxRetries, timeoutMs: opts.timeoutMs, signal, retryable: isRetryable });
 
   let bucketReady: Promise<void> | undefined;
   /** Checks (once, until it succeeds) that the bucket exists, creating it when allowed. */
@@ -127,15 +173,28 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<Backend
     if (!StorageError.is(err, Code.Unavailable, Code.DeadlineExceeded)) throw err;
   }
 
-  /** Raw object metadata (expired objects included), or undefined. */
+  /** Raw object metadata (expired objects and tombstones included), or undefined. */
   const stat = (key: string, signal?: AbortSignal): Promise<FileMetadata | undefined> =>
     retry(() => call("stat", async () => (await bucket.file(key).getMetadata())[0], { notFound: undefined }), signal);
 
-  /** The record, or undefined. */
-  const head = async (key: string, opts?: { signal?: AbortSignal }) => {
-    const md = await stat(key, opts?.signal);
-    return md && visible(toRecord(key, md));
+  /** The record (a tombstone only when asked for), or undefined. */
+  const head = async (key: string, headOpts?: HeadOptions) => {
+    const md = await stat(key, headOpts?.signal);
+    const record = md && toRecord(key, md);
+    return record?.deleted && !headOpts?.tombstones ? undefined : record;
   };
+
+  /** What a write of `key` replaces: the raw record (a tombstone too) and the live one, checked against `expected`. */
+  async function observe(key: string, expected: bigint | undefined, signal?: AbortSignal) {
+    const md = await stat(key, signal);
+    const raw = md && toRecord(key, md);
+    const live = raw?.deleted ? undefined : raw;
+    // 0 = absent (a tombstone is absence); otherwise the generation of what is there, a tombstone's too.
+    if (expected !== undefined && (expected === 0n ? live !== undefined : raw?.generation !== expected)) {
+      throw generationMismatch(key, expected, live?.generation);
+    }
+    return { raw, live, guard: raw?.generation ?? 0n };
+  }
 
   async function put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions = {}): Promise<ObjectRecord> {
     const { signal, ifGenerationMatch: expected, verify } = putOpts;
@@ -143,37 +202,27 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<Backend
     await ensureBucket(signal);
     // Observe the current generation before touching the source: it is the
     // precondition of the upload, and a mismatch fails before any byte moves.
-    const current = await stat(key, signal);
-    const prev = current && toRecord(key, current);
-    const live = prev && visible(prev);
-    if (expected !== undefined && (expected === 0n ? live !== undefined : live?.generation !== expected)) {
-      throw generationMismatch(key, expected, live?.generation);
-    }
-    // An expired object is invisible, but GCS still holds it: guard on it.
-    const guard = prev?.generation ?? 0n;
+    // An expired object or a tombstone is invisible, but GCS still holds it: guard on it.
+    const { live, guard } = await observe(key, expected, signal);
+    const origin = meta.origin ?? newOrigin(writer);
     // Up to the resumable threshold is read ahead (and kept for a replay):
     // a source that ends within it goes up in one multipart request.
     const replay = new ReplaySource(source, threshold);
     // The codec fills meta.encoding once data flows, size/crc32c at the end.
-    const resumable = !(await replay.fill(signal));
-    const knownAtStart = { size: meta.size !== undefined, crc32c: meta.crc32c !== undefined };
-    const custom = customMetadata(meta, live?.createdAt);
-    const file = bucket.file(key);
-
-    let uploaded: FileMetadata;
+    const whole = await replay.fill(signal);
+    const createdAt = live?.createdAt;
     try {
-      // A streamed source cannot be replayed, so a failed upload is retried
-      // only while everything read from the source is still buffered (small
-      // and unary sources); the precondition makes a retry safe.
-      uploaded = await withRetry(
-        (attemptSignal) => uploadOnce(file, replay.iterate(), custom, meta.contentType, guard, resumable, attemptSignal, verify),
-        {
-          maxRetries: opts.maxRetries,
-          timeoutMs: 0, // uploads have an idle timeout instead: a 5 GiB upload takes longer than one attempt's deadline
-          signal,
-          retryable: (e) => replay.replayable && StorageError.is(e, Code.Unavailable, Code.DeadlineExceeded),
-        },
-      );
+      if (whole) {
+        // Everything is known: one request carries the bytes and the final metadata.
+        const custom = customMetadata(meta, createdAt, origin);
+        // A failed attempt is retried while the source is held (the precondition makes it safe).
+        const uploaded = await withRetry(
+          (attemptSignal) => uploadOnce(bucket.file(key), replay.iterate(), custom, meta.contentType, guard, false, attemptSignal, verify),
+          { maxRetries: opts.maxRetries, timeoutMs: 0, signal, retryable: isRetryable },
+        );
+        return toRecord(key, uploaded);
+      }
+      return await putStreamed(key, replay, meta, origin, createdAt, guard, signal, verify);
     } catch (err) {
       if (StorageError.is(err) && err.code === Code.FailedPrecondition && err.cause !== undefined) {
         // GCS refused our observed generation: a concurrent write won.
@@ -185,31 +234,47 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<Backend
       }
       throw err;
     }
-    const patch: Record<string, string> = {};
-    if (!knownAtStart.size && meta.size !== undefined) patch[X.size] = String(meta.size);
-    if (!knownAtStart.crc32c && meta.crc32c !== undefined) patch[X.crc32c] = String(meta.crc32c >>> 0);
-    if (Object.keys(patch).length === 0) return toRecord(key, uploaded);
-    const generation = BigInt(uploaded.generation!);
+  }
+
+  /**
+   * A source too large to hold: streamed (resumable) into a temporary object,
+   * checked (verify), then composed into `key` with the metadata that only the
+   * end of the stream can give (original size and CRC32C), guarded by `guard`.
+   * Until the compose succeeds the key keeps its previous version; the
+   * temporary object is deleted either way (a crash leaves it to the sweep).
+   */
+  async function putStreamed(
+    key: string,
+    replay: ReplaySource,
+    meta: PutMeta,
+    origin: WriteOrigin,
+    createdAt: number | undefined,
+    guard: bigint,
+    signal: AbortSignal | undefined,
+    verify: PutOptions["verify"],
+  ): Promise<ObjectRecord> {
+    const part = bucket.file(`${UPLOADS_PREFIX}${randomUUID()}`);
     try {
-      // The emulator's PATCH replaces the whole map and resets the content
-      // type, so send everything again (GCS merges it: the same result).
-      const [patched] = await retry(
+      const uploaded = await uploadOnce(part, replay.iterate(), { [X.kind]: "BYTES" }, "application/octet-stream", 0n, true, signal ?? new AbortController().signal, verify);
+      const composed = await retry(
         () =>
-          call("metadata patch", () =>
-            file.setMetadata(
-              { contentType: meta.contentType, metadata: { ...custom, ...patch } },
-              { ifGenerationMatch: generation.toString() },
-            ),
-          ),
+          call("compose", async () => {
+            const [body] = await bucket.file(key).request({
+              method: "POST",
+              uri: "/compose",
+              json: {
+                destination: { contentType: meta.contentType || undefined, metadata: customMetadata(meta, createdAt, origin) },
+                sourceObjects: [{ name: part.name, generation: uploaded.generation }],
+              },
+              qs: { ifGenerationMatch: guard.toString() },
+            });
+            return body as FileMetadata;
+          }),
         signal,
       );
-      return toRecord(key, patched as FileMetadata);
-    } catch (err) {
-      // Without its original size and CRC32C the object would read wrongly: take it back.
-      await call("delete", () => file.delete({ ifGenerationMatch: generation.toString() })).catch(() => undefined);
-      throw StorageError.is(err, Code.FailedPrecondition)
-        ? new StorageError(Code.Aborted, `a concurrent write to key "${key}" won; retry the write`, { cause: err })
-        : err;
+      return toRecord(key, composed);
+    } finally {
+      await call("delete", () => part.delete()).catch(() => undefined);
     }
   }
 
@@ -302,36 +367,106 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<Backend
         return { record, body };
       } catch (err) {
         if (err instanceof Miss && race < 3) continue;
-        if (err instanceof Miss) throw new StorageError(Code.Unavailable, `key "${key}" keeps changing while being read`);
+        if (err instanceof Miss) throw new StorageError(Code.Aborted, `key "${key}" kept changing while it was read; try again`);
         throw err;
       }
     }
   }
 
+  /**
+   * Deletes by writing a tombstone over the current version (or over nothing:
+   * a delete of an absent key still leaves one, since another daemon may hold
+   * an older write of it waiting to be replayed). A tombstone newer than this
+   * delete is left alone. True when a live object was removed.
+   */
   async function del(key: string, delOpts: DeleteOptions = {}): Promise<boolean> {
     const { signal, ifGenerationMatch: expected } = delOpts;
     throwIfAborted(signal);
-    for (let race = 0; ; race++) {
-      const md = await stat(key, signal);
-      if (!md) return false;
-      const record = toRecord(key, md);
-      const live = visible(record);
-      if (expected !== undefined && live && live.generation !== expected) throw generationMismatch(key, expected, live.generation);
-      if (expected !== undefined && !live) return false;
-      // Pinned to the generation seen (the emulator ignores ifGenerationMatch
-      // on deletes but honours the generation), so a retry is safe.
-      const gen = record.generation.toString();
-      const deleted = await retry(
-        () => call("delete", async () => (await bucket.file(key, { generation: gen }).delete({ ifGenerationMatch: gen }), true), { notFound: false }),
+    await ensureBucket(signal);
+    const origin = delOpts.origin ?? newOrigin(writer);
+    const { raw, live, guard } = await observe(key, expected, signal);
+    // A caller's precondition on an absent key: nothing to delete.
+    if (expected === 0n) return false;
+    if (raw?.deleted && compareOrigins(raw.origin, origin) >= 0) return false;
+    const tombstone = bucket.file(key);
+    try {
+      await retry(
+        () =>
+          call("delete", () =>
+            tombstone.save(Buffer.alloc(0), {
+              resumable: false,
+              validation: false,
+              metadata: {
+                contentType: TOMBSTONE_TYPE,
+                metadata: { [X.deleted]: "1", [X.writtenAt]: String(origin.writtenAt), [X.writer]: origin.writer },
+              },
+              preconditionOpts: { ifGenerationMatch: guard.toString() },
+            }),
+          ),
         signal,
-      ).catch((err) => {
-        if (StorageError.is(err, Code.FailedPrecondition)) return false;
-        throw err;
-      });
-      // An expired object is cleaned up but was not visible: nothing was deleted.
-      if (deleted) return live !== undefined;
-      if (race >= 3) throw new StorageError(Code.Unavailable, `key "${key}" keeps changing while being deleted`);
+      );
+    } catch (err) {
+      if (!StorageError.is(err, Code.FailedPrecondition)) throw err;
+      if (expected !== undefined) {
+        const now = await head(key, { signal }).catch(() => undefined);
+        throw generationMismatch(key, expected, now?.generation);
+      }
+      throw new StorageError(Code.Aborted, `a concurrent write to key "${key}" won over the delete; retry it`, { cause: err });
     }
+    return live !== undefined;
+  }
+
+  /**
+   * Removes what GCS keeps but nobody can read any more (run by the sweeper):
+   * objects expired before `now` (replaced by a tombstone carrying their own
+   * write's origin, so an older write replayed later cannot bring back what
+   * expired), tombstones older than `tombstoneBefore` and upload parts older
+   * than `partsBefore` (left by a crash). Every removal is guarded by the
+   * generation seen, so a newer write survives. Unix ms; returns counts.
+   */
+  async function sweep(limits: SweepLimits) {
+    const removed = { tombstones: 0, expired: 0, parts: 0 };
+    let pageToken: string | undefined;
+    do {
+      const [files, next] = await retry(
+        () => call("list", () => bucket.getFiles({ maxResults: LIST_PAGE_MAX, pageToken, autoPaginate: false })),
+        limits.signal,
+      );
+      for (const f of files) {
+        const md = f.metadata;
+        const created = Date.parse(String(md.timeCreated ?? md.updated ?? ""));
+        let kind: "tombstones" | "parts" | undefined;
+        if (f.name.startsWith(RESERVED_PREFIX)) {
+          if (f.name.startsWith(UPLOADS_PREFIX) && created < limits.partsBefore) kind = "parts";
+        } else {
+          const r = toRecord(f.name, md);
+          if (r.deleted && r.origin.writtenAt / 1000 < limits.tombstoneBefore) kind = "tombstones";
+          else if (!r.deleted && r.expiresAt !== undefined && r.expiresAt <= limits.now) {
+            const gone = await del(r.key, { ifGenerationMatch: r.generation, origin: r.origin, signal: limits.signal }).catch((err) => {
+              if (StorageError.is(err, Code.FailedPrecondition, Code.Aborted)) return false;
+              throw err;
+            });
+            if (gone) {
+              removed.expired++;
+              limits.onExpired?.(r);
+            }
+            continue;
+          }
+        }
+        if (kind === undefined) continue;
+        const gen = String(md.generation);
+        // Pinned to the generation seen (the emulator ignores ifGenerationMatch on deletes but honours the generation).
+        const done = await call("delete", async () => (await bucket.file(f.name, { generation: gen }).delete({ ifGenerationMatch: gen }), true), {
+          notFound: false,
+        }).catch((err) => {
+          if (StorageError.is(err, Code.FailedPrecondition)) return false;
+          throw err;
+        });
+        if (done) removed[kind]++;
+      }
+      pageToken = (next as { pageToken?: string } | null)?.pageToken;
+    } while (pageToken !== undefined);
+    return removed;
   }
 
   async function list(listOpts: ListOptions): Promise<ListPage> {
@@ -361,10 +496,13 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<Backend
       let frontier: string | undefined;
       for (const f of files) {
         if (frontier === undefined || compareKeys(f.name, frontier) > 0) frontier = f.name;
-        const rec = visible(toRecord(f.name, f.metadata));
-        if (rec && after(rec.key)) objects.set(rec.key, rec);
+        if (f.name.startsWith(RESERVED_PREFIX)) continue;
+        const rec = toRecord(f.name, f.metadata);
+        if (!rec.deleted && after(rec.key)) objects.set(rec.key, rec);
       }
-      for (const p of ((raw as { prefixes?: string[] } | undefined)?.prefixes ?? [])) if (after(p)) prefixes.add(p);
+      for (const p of ((raw as { prefixes?: string[] } | undefined)?.prefixes ?? [])) {
+        if (after(p) && !p.startsWith(RESERVED_PREFIX)) prefixes.add(p);
+      }
       pageToken = (next as { pageToken?: string } | null)?.pageToken;
       // Entries up to the last object of the page are complete (the emulator
       // returns every rolled-up prefix on every page, so prefixes cannot set it).
@@ -404,6 +542,7 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<Backend
     delete: del,
     list,
     probe,
+    sweep,
     // The SDK keeps no resources that need closing (its sockets are pooled and unref'd).
     close: async () => undefined,
   };
@@ -419,11 +558,13 @@ function countUpTo(objects: Map<string, unknown>, prefixes: Set<string>, frontie
 }
 
 /** The custom metadata of a new version. */
-function customMetadata(meta: PutMeta, createdAt: number | undefined): Record<string, string> {
+function customMetadata(meta: PutMeta, createdAt: number | undefined, origin: WriteOrigin): Record<string, string> {
   const m: Record<string, string> = {
     [X.kind]: meta.kind,
     [X.contentType]: meta.contentType,
     [X.metadata]: JSON.stringify(meta.metadata ?? {}),
+    [X.writtenAt]: String(origin.writtenAt),
+    [X.writer]: origin.writer,
   };
   if (meta.size !== undefined) m[X.size] = String(meta.size);
   if (meta.crc32c !== undefined) m[X.crc32c] = String(meta.crc32c >>> 0);
@@ -458,16 +599,14 @@ function toRecord(key: string, md: FileMetadata): ObjectRecord {
     updatedAt,
     tier: "gcs",
     pendingReplication: false,
+    // An object written by another tool carries no origin: its creation time stands in.
+    origin: { writtenAt: num(m[X.writtenAt]) ?? updatedAt * 1000, writer: m[X.writer] ?? "" },
   };
   const expiresAt = num(m[X.expiresAt]);
   if (expiresAt !== undefined) record.expiresAt = expiresAt;
+  if (m[X.deleted] === "1") record.deleted = true;
   return record;
 }
-
-// Expiry is the engine's: like the local tier, this backend keeps, reads and
-// lists expired objects as any other, so the engine's sweeper can find and
-// delete them; the engine hides them from callers.
-const visible = (r: ObjectRecord): ObjectRecord | undefined => r;
 
 function parseJson<T>(text: string | null | undefined, fallback: T): T {
   if (!text) return fallback;
@@ -552,14 +691,24 @@ function translate(what: string, err: unknown): StorageError {
   if (status === 401) return fail(Code.Unauthenticated, `GCS ${what}: the credentials were rejected`);
   if (status === 403) return fail(Code.PermissionDenied, `GCS ${what}: permission denied`);
   if (status === 400) return fail(Code.InvalidArgument, `GCS ${what}: the request was rejected as invalid (metadata too large?)`);
-  if (status === 408 || status === 429 || (status !== undefined && status >= 500)) {
+  // A throttled object (GCS allows about one write per second to one object): this caller's, not an outage.
+  if (status === 429) return fail(Code.ResourceExhausted, `GCS ${what}: GCS is throttling requests for this object (HTTP 429); retry later`);
+  if (status === 408 || (status !== undefined && status >= 500 && status !== 501)) {
     return fail(Code.Unavailable, `GCS ${what}: GCS answered HTTP ${status}`);
   }
   if ((typeof code === "string" && NETWORK_CODES.has(code)) || type === "system" || type === "request-timeout") {
     return fail(Code.Unavailable, `GCS ${what}: GCS is not reachable (${typeof code === "string" ? code : String(type)})`);
   }
   if (status !== undefined) return fail(Code.Internal, `GCS ${what}: unexpected HTTP ${status}`);
-  return fail(Code.Unavailable, `GCS ${what} failed: ${err instanceof Error ? err.name : "unknown error"}`);
+  // Not an answer from GCS nor a network failure: a fault on our side (a request
+  // the SDK refused to build, a bug). It must not count as GCS being down.
+  return fail(Code.Internal, `GCS ${what} failed: ${err instanceof Error ? err.name : "unknown error"}`);
+}
+
+/** Worth another attempt: GCS was unreachable or slow, or throttled this object (HTTP 429). */
+function isRetryable(err: unknown): boolean {
+  if (StorageError.is(err, Code.Unavailable, Code.DeadlineExceeded)) return true;
+  return StorageError.is(err, Code.ResourceExhausted) && httpStatus(err.cause) === 429;
 }
 
 function cancelled(signal: AbortSignal, cause?: unknown): StorageError {

@@ -17,6 +17,9 @@
  *   replicator copied the entry meanwhile, the write is judged again.
  * - Deletes while the primary is unavailable, or of a key with a pending
  *   entry, are recorded as outbox tombstones and replayed by the replicator.
+ * - Every write and delete gets its origin (write-origin.ts) here, once: the
+ *   same origin goes to whichever tier takes it and travels with every copy,
+ *   so the replicator's conflict rule compares writes, not copies.
  * - Listing merges the primary with the fallback's pending changes; it needs
  *   the primary (a partial list would look complete), so it is UNAVAILABLE
  *   while the primary is.
@@ -34,6 +37,7 @@ import {
   type PutMeta,
   type PutOptions,
 } from "../backends/backend.js";
+import { newOrigin } from "../backends/write-origin.js";
 import { Code, StorageError, generationMismatch, unavailable } from "../storage-error.js";
 import type { CircuitBreaker } from "./circuit-breaker.js";
 
@@ -43,6 +47,8 @@ export interface ChainOptions {
   fallback: Backend & { readonly outbox: Outbox };
   breaker: CircuitBreaker;
   fallbackEnabled: boolean;
+  /** This daemon's writer id, stamped on the origin of every write and delete. */
+  writer: string;
   /** Called after a write or delete landed on the fallback instead of the primary. */
   onFallback?: (op: "put" | "delete") => void;
   /** Called when a write on the primary superseded a pending local copy. */
@@ -80,7 +86,9 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
     }
   }
 
-  async function put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions = {}): Promise<ObjectRecord> {
+  async function put(key: string, source: AsyncIterable<Uint8Array>, givenMeta: PutMeta, putOpts: PutOptions = {}): Promise<ObjectRecord> {
+    // One origin for the write, whichever tier takes it (a retry of the same write keeps it).
+    const meta = givenMeta.origin ? givenMeta : { ...givenMeta, origin: newOrigin(opts.writer) };
     for (let attempt = 1; ; attempt++) {
       try {
         return await putOnce(key, source, meta, putOpts);
@@ -140,7 +148,8 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
     }
   }
 
-  async function del(key: string, delOpts: DeleteOptions = {}): Promise<boolean> {
+  async function del(key: string, givenOpts: DeleteOptions = {}): Promise<boolean> {
+    const delOpts = givenOpts.origin ? givenOpts : { ...givenOpts, origin: newOrigin(opts.writer) };
     const pending = outbox.get(key);
     if (pending) {
       // A pending local change is the newest state: record the delete after it.
@@ -184,6 +193,8 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
       try {
         await onPrimary(() => primary.probe(signal));
       } catch (err) {
+        // The daemon's own check of the whole tier: its failure is an outage for everyone.
+        if (isUnavailable(err) && breaker.state === "closed") breaker.trip();
         if (!opts.fallbackEnabled) throw err;
         await fallback.probe(signal);
       }

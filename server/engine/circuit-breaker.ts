@@ -4,6 +4,12 @@
  * `failureThreshold` it opens. Open: calls fail at once with UNAVAILABLE
  * until `resetTimeoutMs` has passed; then it is half-open and lets exactly
  * one trial call through: success closes it, failure opens it again.
+ *
+ * Only failures that say "the tier cannot be reached" count; any other error
+ * is an answer from a working tier (success), and a call cancelled by its
+ * caller says nothing about the tier (neither). So no single caller can open
+ * it with requests of its own making. The daemon's own probe (health checks)
+ * is a tier-wide signal: its failure opens the breaker at once (trip()).
  */
 import { Code, StorageError } from "../storage-error.js";
 
@@ -64,11 +70,18 @@ export class CircuitBreaker {
       return result;
     } catch (err) {
       if (isFailure(err)) this.failed(trial);
-      else this.succeeded();
+      else if (!StorageError.is(err, Code.Cancelled)) this.succeeded();
       throw err;
     } finally {
       if (trial) this.trialInFlight = false;
     }
+  }
+
+  /** Opens the breaker now: a tier-wide check (the daemon's probe) found the tier down. */
+  trip(): void {
+    this.failures = Math.max(this.failures, this.opts.failureThreshold);
+    this.openedAt = this.now();
+    this.transition("open");
   }
 
   private succeeded(): void {

@@ -9,9 +9,11 @@
  * The codec sits under the chain, once per tier, so a unary write can be
  * replayed on the fallback and the replicator copies stored bytes as they are.
  */
+import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
 import { BufferedSource, type Backend, type GetOptions, type ObjectRecord, type Outbox, type PutMeta, type PutOptions, type DeleteOptions } from "../backends/backend.js";
 import { createFsBackend } from "../backends/fs-backend.js";
+import type { GcsBackend } from "../backends/gcs-backend.js";
 import { createCacheBackend } from "../cache/cache-backend.js";
 import { createCodecBackend, createKeyring } from "../codec/codec-backend.js";
 import type { Config } from "../config.js";
@@ -19,6 +21,7 @@ import { checkKey, checkPrefix } from "../keys.js";
 import { Code, StorageError, generationMismatch, invalidArgument } from "../storage-error.js";
 import { createChainBackend } from "./chain-backend.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
+import { KeyLocks } from "./key-locks.js";
 import { createQuotas, type Quotas } from "./quota.js";
 import { startReplicator, type Replicator } from "./replicator.js";
 
@@ -69,12 +72,14 @@ export interface Engine {
   status(): EngineStatus;
   /** Runs one replication pass (no-op without GCS). */
   replicate(): Promise<{ replicated: number; remaining: number }>;
-  /** Deletes expired objects; returns how many. */
-  sweepExpired(): Promise<number>;
+  /** Deletes expired objects (and, with GCS, sweeps the bucket: old tombstones, upload leftovers); returns how many expired ones. */
+  sweepExpired(opts?: { gcs?: boolean }): Promise<number>;
   close(): Promise<void>;
 }
 
 export const DEFAULT_PAGE_SIZE = 1000;
+/** An upload part in the bucket older than this was left by a crash (uploads of a day are not expected). */
+const UPLOAD_PART_MAX_AGE_MS = 24 * 3600 * 1000;
 export const MAX_PAGE_SIZE = 10000;
 
 export async function createEngine(config: Config, events: EngineEvents = {}): Promise<Engine> {
@@ -89,17 +94,20 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
       onCompressionSaved: events.onCompressionSaved,
     });
 
-  const localRaw = await createFsBackend({ root: config.localStoragePath });
+  const localRaw = await createFsBackend({ root: config.localStoragePath, minFreeBytes: config.localMinFreeBytes });
+  // The same id the local tier stamps on its own writes (write-origin.ts).
+  const writer = localRaw.identity("writer-id", () => randomUUID());
   let top: Backend;
   let breaker: CircuitBreaker | undefined;
   let replicator: Replicator | undefined;
   let outbox: Outbox | undefined;
+  let gcsRaw: GcsBackend | undefined;
 
   if (config.gcsBucketName) {
-    // One failed call already spent MAX_RETRIES retries, so it opens the breaker:
-    // later calls fail over at once and GetStats says GCS is unavailable.
-    breaker = new CircuitBreaker({ failureThreshold: 1, resetTimeoutMs: 2000 });
-    let gcsRaw: Backend;
+    // Each failure counted already spent MAX_RETRIES retries; only tier-wide
+    // failures count (UNAVAILABLE, DEADLINE_EXCEEDED), so one caller's bad
+    // request cannot open it, and it takes several in a row.
+    breaker = new CircuitBreaker({ failureThreshold: config.gcsBreakerFailures, resetTimeoutMs: config.gcsBreakerResetSeconds * 1000 });
     try {
       // Loaded only with a bucket: the embedded mode never pays for the GCS SDK.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -112,14 +120,18 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
         apiEndpoint: config.gcsApiEndpoint,
         maxRetries: config.maxRetries,
         timeoutMs: config.timeoutSeconds * 1000,
+        writer,
       });
     } catch (err) {
       await localRaw.close();
       throw err;
     }
+    const gcs = gcsRaw;
     try {
-      await breaker.run(() => gcsRaw.probe());
+      await breaker.run(() => gcs.probe());
     } catch (err) {
+      // The start-up check is tier-wide: GCS is down for everyone until a trial call succeeds.
+      breaker.trip();
       if (!config.enableLocalFallback) {
         await localRaw.close();
         throw new StorageError(Code.Unavailable, "GCS is unreachable at start-up and ENABLE_LOCAL_FALLBACK=false: refusing to start", { cause: err });
@@ -133,6 +145,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
       fallback,
       breaker,
       fallbackEnabled: config.enableLocalFallback,
+      writer,
       onFallback: events.onFallback,
     });
     replicator = startReplicator({
@@ -168,18 +181,38 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
   const live = (r: ObjectRecord | undefined, now = Date.now()) =>
     r !== undefined && (r.expiresAt === undefined || r.expiresAt > now) ? r : undefined;
 
+  // Writes and deletes of one quota-covered key take turns, so each knows
+  // exactly the size it replaces: concurrent overwrites cannot all subtract
+  // the same old object and store past the quota.
+  const keyLocks = new KeyLocks();
+  const covered = (key: string) => quotas?.covers(key) ?? false;
+
   async function put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, opts: PutOptions & { declaredSize?: number } = {}) {
     checkKey(key);
     const { declaredSize, ...putOpts } = opts;
     if (declaredSize !== undefined && declaredSize > config.maxObjectBytes) throw tooLarge(declaredSize);
+    if (!covered(key)) return putOnce(key, source, meta, putOpts, declaredSize);
+    return keyLocks.run(key, () => putOnce(key, source, meta, putOpts, declaredSize));
+  }
+
+  async function putOnce(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions, declaredSize: number | undefined) {
+    const isCovered = covered(key);
     // The object this write replaces frees its bytes (an expired one too: it is still counted until swept).
-    const covered = quotas?.covers(key) ?? false;
     // A create-only write (if_generation_match=0) may replace an expired object
     // the sweeper has not removed yet: to callers it is absent already.
-    const current = covered || putOpts.ifGenerationMatch === 0n ? await store.head(key, { signal: putOpts.signal }) : undefined;
+    let current: ObjectRecord | undefined;
+    if (isCovered || putOpts.ifGenerationMatch === 0n) {
+      try {
+        current = await store.head(key, { signal: putOpts.signal });
+      } catch (err) {
+        // During an outage a key only GCS holds cannot be looked at; the write may still land
+        // on the local tier. Its old size is then unknown: count none freed (never fewer bytes than stored).
+        if (!StorageError.is(err, Code.Unavailable) || putOpts.ifGenerationMatch !== undefined) throw err;
+      }
+    }
     if (putOpts.ifGenerationMatch === 0n && current && !live(current)) putOpts.ifGenerationMatch = current.generation;
-    const oldSize = covered ? current?.size ?? 0 : 0;
-    const reservation = covered ? quotas!.reserve(key, declaredSize ?? 0, oldSize) : undefined;
+    const oldSize = isCovered ? current?.size ?? 0 : 0;
+    const reservation = isCovered ? quotas!.reserve(key, declaredSize ?? 0, oldSize) : undefined;
     try {
       const limited = limitSource(source, config.maxObjectBytes, declaredSize ?? 0, reservation?.grow);
       const record = await store.put(key, limited, meta, putOpts);
@@ -238,7 +271,19 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
 
   async function del(key: string, opts: DeleteOptions = {}) {
     checkKey(key);
-    const before = await store.head(key, opts);
+    return covered(key) ? keyLocks.run(key, () => delOnce(key, opts)) : delOnce(key, opts);
+  }
+
+  async function delOnce(key: string, opts: DeleteOptions) {
+    let before: ObjectRecord | undefined;
+    try {
+      before = await store.head(key, opts);
+    } catch (err) {
+      // An outage: a key only GCS holds cannot be looked at, but its delete can
+      // still be recorded (a tombstone the replicator replays). What it frees is unknown.
+      if (!StorageError.is(err, Code.Unavailable) || opts.ifGenerationMatch !== undefined) throw err;
+      return store.delete(key, opts);
+    }
     if (before && !live(before)) {
       // Expired: already absent to callers. Remove it now, but report no delete.
       if (opts.ifGenerationMatch !== undefined) throw generationMismatch(key, opts.ifGenerationMatch, undefined);
@@ -291,35 +336,73 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
     };
   }
 
-  async function sweepExpired(): Promise<number> {
+  /**
+   * Expired objects of the local tier, found by its index (never a listing of
+   * the store): each is deleted through the stack, guarded by its generation
+   * so a rewrite wins. With GCS in chain mode these are pending copies, whose
+   * deletes are then replayed like any other.
+   */
+  async function sweepLocal(now: number): Promise<number> {
     let count = 0;
-    let startAfter: string | undefined;
-    const now = Date.now();
-    do {
-      const page = await store.list({ limit: DEFAULT_PAGE_SIZE, startAfter });
-      for (const r of page.objects) {
-        if (r.expiresAt !== undefined && r.expiresAt <= now) {
-          try {
-            if (await store.delete(r.key, { ifGenerationMatch: r.generation })) {
-              count++;
-              quotas?.released(r.key, r.size);
-            }
-          } catch (err) {
-            // Rewritten meanwhile (precondition) or a tier is down: next sweep.
-            if (!StorageError.is(err, Code.FailedPrecondition, Code.Unavailable)) throw err;
-          }
+    const seen = new Set<string>();
+    for (;;) {
+      const keys = localRaw.expired(now, DEFAULT_PAGE_SIZE).filter((k) => !seen.has(k));
+      if (keys.length === 0) break;
+      for (const key of keys) {
+        seen.add(key);
+        const record = await localRaw.head(key);
+        if (record === undefined || record.expiresAt === undefined || record.expiresAt > now) continue;
+        try {
+          if (await store.delete(key, { ifGenerationMatch: record.generation })) count++;
+          quotas?.released(key, record.size);
+        } catch (err) {
+          // Rewritten meanwhile (precondition) or a tier is down: next sweep.
+          if (!StorageError.is(err, Code.FailedPrecondition, Code.Unavailable, Code.Aborted)) throw err;
         }
       }
-      startAfter = page.next;
-    } while (startAfter !== undefined);
-    if (count > 0) events.onExpired?.(count);
+    }
     return count;
   }
 
-  const sweeper = setInterval(() => {
-    sweepExpired().catch((err) => events.log?.warn({ err }, "expiry sweep failed"));
-  }, config.expirySweepSeconds * 1000);
+  /** The bucket's own sweep (a listing, so rarely): expired objects, old tombstones, upload parts left by a crash. */
+  async function sweepGcs(now: number): Promise<number> {
+    if (gcsRaw === undefined || breaker === undefined || breaker.state === "open") return 0;
+    const gcs = gcsRaw;
+    const removed = await breaker.run(() =>
+      gcs.sweep({
+        now,
+        tombstoneBefore: now - config.tombstoneRetentionSeconds * 1000,
+        partsBefore: now - UPLOAD_PART_MAX_AGE_MS,
+        onExpired: (r) => quotas?.released(r.key, r.size),
+      }),
+    );
+    if (removed.tombstones + removed.parts > 0) events.log?.info({ ...removed }, "GCS sweep removed leftovers");
+    return removed.expired;
+  }
+
+  // A sweep never overlaps the previous one: the next tick is skipped instead.
+  let sweeping: Promise<number> | undefined;
+  function sweepExpired(opts: { gcs?: boolean } = { gcs: true }): Promise<number> {
+    sweeping ??= (async () => {
+      const now = Date.now();
+      let count = await sweepLocal(now);
+      if (opts.gcs) count += await sweepGcs(now);
+      if (count > 0) events.onExpired?.(count);
+      return count;
+    })().finally(() => {
+      sweeping = undefined;
+    });
+    return sweeping;
+  }
+
+  const sweepTick = (gcs: boolean) => () => {
+    if (sweeping) return;
+    sweepExpired({ gcs }).catch((err) => events.log?.warn({ err }, "expiry sweep failed"));
+  };
+  const sweeper = setInterval(sweepTick(false), config.expirySweepSeconds * 1000);
   sweeper.unref();
+  const gcsSweeper = gcsRaw ? setInterval(sweepTick(true), config.gcsSweepSeconds * 1000) : undefined;
+  gcsSweeper?.unref();
 
   return {
     put,
@@ -352,6 +435,8 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
     sweepExpired,
     async close() {
       clearInterval(sweeper);
+      clearInterval(gcsSweeper);
+      await sweeping?.catch(() => undefined);
       await replicator?.stop();
       await store.close();
     },

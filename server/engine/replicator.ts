@@ -2,31 +2,33 @@
  * The replicator drains the fallback's outbox into the primary, oldest entry
  * first, copying the stored bytes as they are (same encoding, no re-encode).
  *
- * Conflict rule (README "Replication"): the newest write wins, judged by write
- * time; a generation precondition makes the judgement race-free.
- * - put: if the primary holds a copy written after the local write was made
- *   (another daemon, or anyone, wrote it meanwhile), the primary's copy wins
- *   and the local one is dropped; otherwise the local copy is written with
- *   ifGenerationMatch = the primary generation just observed (0 = absent), so
- *   a write landing between the look and the copy makes ours fail and the
- *   entry is judged again on the next round.
- * - delete: replayed only against a primary copy older than the delete, with
- *   its generation as precondition; a newer primary copy survives.
- * - A primary copy this replicator wrote itself counts with the time of the
- *   local write it carried, not the time of the copy: otherwise a local write
- *   made while an older one was being copied would look older than the copy
- *   and be dropped.
+ * Conflict rule (README "Replication"): the newest write wins, where "newest"
+ * compares the origins of the writes (write-origin.ts: the writer's clock in
+ * microseconds, ties broken by writer id), never the times copies were made.
+ * Every copy carries its write's origin (GCS custom metadata, the local row,
+ * the outbox entry), so the rule gives the same answer on every daemon and
+ * after any restart. Deletes are writes too: GCS keeps a tombstone with the
+ * delete's origin, so an older write replayed later cannot resurrect the key.
+ * - put: if the primary holds a version or tombstone from a newer write, the
+ *   local copy is dropped; if it holds this very write (copied before a
+ *   crash), the entry is done; otherwise the local copy is written with
+ *   ifGenerationMatch = the primary generation just observed (0 = nothing
+ *   there), so a write landing between the look and the copy makes ours fail
+ *   and the entry is judged again on the next round.
+ * - delete: the same judgement, then a tombstone with the delete's origin is
+ *   written over what the primary holds (guarded the same way).
  *
  * Every primary call goes through the circuit breaker when one is given: a
  * pass does not start while it is open, its first call after the reset
  * timeout is the breaker's trial, and success closes it again.
  */
-import type { Backend, ObjectRecord, Outbox, OutboxEntry } from "../backends/backend.js";
+import type { Backend, Outbox, OutboxEntry, PutMeta } from "../backends/backend.js";
+import { compareOrigins } from "../backends/write-origin.js";
 import { Code, StorageError } from "../storage-error.js";
 import type { CircuitBreaker } from "./circuit-breaker.js";
 
 export interface ReplicatorOptions {
-  /** The primary tier, raw (stored bytes, no codec). */
+  /** The primary tier, raw (stored bytes, no codec), or a layer over it that keeps stored bytes (a shared cache). */
   primary: Backend;
   /** The fallback tier, raw, with its outbox. */
   fallback: Backend & { readonly outbox: Outbox };
@@ -34,9 +36,12 @@ export interface ReplicatorOptions {
   breaker?: CircuitBreaker;
   intervalMs: number;
   batchSize?: number;
-  onReplicated?: (op: OutboxEntry["op"], outcome: "copied" | "superseded") => void;
+  /** After an entry is done: the key's state on the primary changed ("copied") or the entry lost to a newer write. */
+  onReplicated?: (op: OutboxEntry["op"], outcome: Outcome, key: string) => void;
   onError?: (err: unknown, entry: OutboxEntry) => void;
 }
+
+export type Outcome = "copied" | "superseded";
 
 export interface Replicator {
   /** Runs one pass now (also used by tests); resolves when it is done. */
@@ -53,31 +58,21 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
   const outbox = fallback.outbox;
   let running: Promise<{ replicated: number; remaining: number }> | undefined;
   let stopped = false;
-  /** Primary copies we made whose key has a newer entry waiting: generation and the time of the write they carried. */
-  const ours = new Map<string, { generation: bigint; writtenAt: number }>();
 
   const onPrimary = <T>(fn: () => Promise<T>): Promise<T> => (breaker ? breaker.run(fn, isOutage) : fn());
 
-  /** When the primary's copy was written, by the conflict rule's clock. */
-  function writtenAt(remote: ObjectRecord): number {
-    const mine = ours.get(remote.key);
-    return mine !== undefined && mine.generation === remote.generation ? mine.writtenAt : remote.updatedAt;
-  }
-
-  /** "copied" or "superseded" when the entry is done; undefined when it changed under us (judged next round). */
-  async function replicate(entry: OutboxEntry): Promise<"copied" | "superseded" | undefined> {
-    const remote = await onPrimary(() => primary.head(entry.key));
-    const remoteIsNewer = remote !== undefined && writtenAt(remote) > entry.createdAt;
-    if (entry.op === "delete") {
-      if (remote && !remoteIsNewer) await onPrimary(() => primary.delete(entry.key, { ifGenerationMatch: remote.generation }));
-      if (!outbox.complete(entry, { dropLocalCopy: true })) return undefined;
-      ours.delete(entry.key);
-      return remoteIsNewer ? "superseded" : "copied";
+  /** The outcome when the entry is done; undefined when it changed under us (judged next round). */
+  async function replicate(entry: OutboxEntry): Promise<Outcome | undefined> {
+    const remote = await onPrimary(() => primary.head(entry.key, { tombstones: true }));
+    const order = remote === undefined ? -1 : compareOrigins(remote.origin, entry.origin);
+    if (order >= 0) {
+      // The primary already holds this write (copied before a crash) or a newer one.
+      return outbox.complete(entry, { dropLocalCopy: true }) ? (order === 0 ? "copied" : "superseded") : undefined;
     }
-    if (remoteIsNewer) {
-      if (!outbox.complete(entry, { dropLocalCopy: true })) return undefined;
-      ours.delete(entry.key);
-      return "superseded";
+    const guard = remote?.generation ?? 0n;
+    if (entry.op === "delete") {
+      await onPrimary(() => primary.delete(entry.key, { ifGenerationMatch: guard, origin: entry.origin }));
+      return outbox.complete(entry, { dropLocalCopy: true }) ? "copied" : undefined;
     }
     const local = await fallback.get(entry.key);
     if (!local) return undefined; // replaced by a newer entry since we listed it
@@ -85,18 +80,13 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
       local.body.destroy();
       return undefined;
     }
-    let copy: ObjectRecord;
     try {
-      copy = await onPrimary(() => primary.put(entry.key, local.body, metaOf(local.record), { ifGenerationMatch: remote?.generation ?? 0n }));
+      await onPrimary(() => primary.put(entry.key, local.body, metaOf(local.record), { ifGenerationMatch: guard }));
     } finally {
       local.body.destroy();
     }
-    if (outbox.complete(entry, { dropLocalCopy: true })) {
-      ours.delete(entry.key);
-    } else {
-      // A newer local write of this key arrived while we copied: it must not look older than our copy.
-      ours.set(entry.key, { generation: copy.generation, writtenAt: entry.createdAt });
-    }
+    // A newer local write of the key arrived meanwhile: its own entry stays and carries its own origin.
+    outbox.complete(entry, { dropLocalCopy: true });
     return "copied";
   }
 
@@ -114,7 +104,7 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
         try {
           const outcome = await replicate(entry);
           if (outcome === undefined) continue;
-          opts.onReplicated?.(entry.op, outcome);
+          opts.onReplicated?.(entry.op, outcome, entry.key);
           replicated++;
           progressed = true;
         } catch (err) {
@@ -125,9 +115,7 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
       }
       if (!progressed) break;
     }
-    const remaining = outbox.stats().count;
-    if (remaining === 0) ours.clear();
-    return { replicated, remaining };
+    return { replicated, remaining: outbox.stats().count };
   }
 
   function drain() {
@@ -155,7 +143,8 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
   };
 }
 
-function metaOf(r: ObjectRecord) {
+/** The record's description of the write, for a copy of it on another tier: same bytes, same origin. */
+function metaOf(r: import("../backends/backend.js").ObjectRecord): PutMeta {
   return {
     kind: r.kind,
     contentType: r.contentType,
@@ -164,5 +153,6 @@ function metaOf(r: ObjectRecord) {
     size: r.size,
     crc32c: r.crc32c,
     encoding: r.encoding,
+    origin: r.origin,
   };
 }

@@ -5,6 +5,7 @@
  * stored bytes. Several backends may share one MemoryBucket, like daemons
  * sharing one GCS bucket. Test-only: it holds every object in memory.
  */
+import { newOrigin } from "../../server/backends/write-origin.js";
 import { crc32c } from "@node-rs/crc32";
 import { Readable } from "node:stream";
 import { compareKeys, type Backend, type ObjectRecord } from "../../server/backends/backend.js";
@@ -112,6 +113,7 @@ export function createMemoryBackend(bucket: MemoryBucket = createMemoryBucket())
         expiresAt: meta.expiresAt,
         tier: "local",
         pendingReplication: false,
+        origin: meta.origin ?? newOrigin("memory"),
       };
       objects.set(key, { record, bytes });
       return { ...record };
