@@ -23,6 +23,7 @@ import { gcsStorageOptions } from "../server/backends/gcs-backend.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { spawnDaemon } from "./support/daemon-process.js";
 import { hasLiveObject, liveNames } from "./support/gcs-objects.js";
+import { startProxy } from "./support/tcp-proxy.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
 import { makeTempDir } from "./support/temp-dir.js";
 import { codeOf } from "./support/expect-failure.js";
@@ -98,48 +99,6 @@ async function healthStatus(address: string): Promise<string> {
   } finally {
     hc.close();
   }
-}
-
-/** A TCP proxy to the emulator that can be cut (every connection dropped, new ones refused) and restored. */
-async function startProxy(targetPort: number): Promise<{ url: string; cut(): void; restore(): void; close(): Promise<void> }> {
-  let open = true;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((downstream) => {
-    if (!open) {
-      downstream.destroy();
-      return;
-    }
-    const upstream = net.connect(targetPort, "127.0.0.1");
-    const end = () => {
-      downstream.destroy();
-      upstream.destroy();
-      sockets.delete(downstream);
-      sockets.delete(upstream);
-    };
-    sockets.add(downstream);
-    sockets.add(upstream);
-    for (const s of [downstream, upstream]) s.on("error", end).on("close", end);
-    downstream.pipe(upstream);
-    upstream.pipe(downstream);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  const cut = () => {
-    open = false;
-    for (const s of sockets) s.destroy();
-    sockets.clear();
-  };
-  return {
-    url: `http://127.0.0.1:${port}`,
-    cut,
-    restore: () => {
-      open = true;
-    },
-    close: () => {
-      cut();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
 }
 
 /** A TCP server that accepts connections and never answers: GCS hanging rather than refusing. */
@@ -290,6 +249,28 @@ test("deletes during the outage are recorded and replayed as deletes", async () 
   expect((await gcsBytes(bucket, "d/3")).toString()).toBe("d/3");
   expect(await client.exists("d/1")).toBe(false);
   expect(await client.retrieve("d/3")).toBe("d/3");
+});
+
+test("with the in-memory cache off, a delete of a key only GCS holds is recorded during the outage and replayed", async () => {
+  const bucket = newBucket();
+  const { client } = await daemonWithClient(gcsEnv(bucket, gcs.url, { ENABLE_CACHE: "false" }));
+  await client.store("only-gcs/1", "kept in GCS alone");
+  await client.store("only-gcs/2", "stays");
+  expect(await client.stat("only-gcs/1")).toMatchObject({ backend: "gcs", pendingReplication: false });
+  await gcs.kill();
+  // Nothing local knows the key: the delete is still taken (a tombstone waits in the outbox).
+  expect(await client.delete("only-gcs/1")).toBe(true);
+  expect(await client.retrieve("only-gcs/1")).toBeNull();
+  expect(await client.exists("only-gcs/1")).toBe(false);
+  expect((await client.getStats()).pendingReplication).toBe(1);
+  // A key only GCS holds still cannot be read during the outage: UNAVAILABLE, never a false miss.
+  expect(await codeOf(client.retrieve("only-gcs/2"))).toBe("UNAVAILABLE");
+
+  await gcs.start();
+  await waitFor("the backlog to drain", async () => (await client.getStats()).pendingReplication === 0);
+  expect(await gcsHas(bucket, "only-gcs/1")).toBe(false);
+  expect(await client.retrieve("only-gcs/1")).toBeNull();
+  expect(await client.retrieve("only-gcs/2")).toBe("stays");
 });
 
 /** A small deterministic PRNG (mulberry32), so a failing run can be replayed. */

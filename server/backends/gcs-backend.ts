@@ -385,8 +385,6 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<GcsBack
     await ensureBucket(signal);
     const origin = delOpts.origin ?? newOrigin(writer);
     const { raw, live, guard } = await observe(key, expected, signal);
-    // A caller's precondition on an absent key: nothing to delete.
-    if (expected === 0n) return false;
     if (raw?.deleted && compareOrigins(raw.origin, origin) >= 0) return false;
     const tombstone = bucket.file(key);
     try {
