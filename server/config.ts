@@ -410,7 +410,7 @@ const defs = {
     ...existingFile,
     allowed:
       'a readable JSON file: a list of {"name", "sha256" (hex SHA-256 of the token) or "client_cn", "prefixes": [...], ' +
-      '"rights": [read|write|delete|list|admin]} (the older {"token": [prefixes]} form still loads, with a warning)',
+      '"rights": [read, write, delete, list, admin]} (the older {"token": [prefixes]} form still loads, with a warning)',
     description: "who may call: token digests or client certificate names, with key prefixes and rights; SIGHUP reloads it; unset = no authentication",
   },
   tlsCertFile: { env: "TLS_CERT_FILE", ...existingFile, description: "PEM certificate; with TLS_KEY_FILE turns TLS on" },

@@ -189,7 +189,7 @@ function reloadTokens(config: Config, auth: Authorizer, log: Logger): ReloadResu
     file = readTokenFile(config.authTokensFile, { clientCertificates: Boolean(config.tlsClientCaFile) });
   } catch (err) {
     if (!(err instanceof TokenFileError)) throw err;
-    const reason = `invalid AUTH_TOKENS_FILE=${config.authTokensFile}: ${err.message}`;
+    const reason = `invalid AUTH_TOKENS_FILE=${JSON.stringify(config.authTokensFile)}: ${err.message}`;
     log.error({ reason }, "tokens not reloaded: keeping the ones loaded before");
     return { reloaded: false, reason };
   }

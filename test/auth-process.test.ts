@@ -83,8 +83,8 @@ describe("SIGHUP", () => {
 
       const failures = logs(d).filter((l) => l.msg.startsWith("tokens not reloaded"));
       expect(failures.map((l) => [l.level, l.reason])).toEqual([
-        [50, `invalid AUTH_TOKENS_FILE=${file}: entry 0 ("typo"), field "sha256": ${expectedSha256Words}`],
-        [50, `invalid AUTH_TOKENS_FILE=${file}: it holds no entries; an empty file would turn authentication off: add entries, or unset AUTH_TOKENS_FILE to run without authentication`],
+        [50, `invalid AUTH_TOKENS_FILE="${file}": entry 0 ("typo"), field "sha256": ${expectedSha256Words}`],
+        [50, `invalid AUTH_TOKENS_FILE="${file}": it holds no entries; an empty file would turn authentication off: add entries, or unset AUTH_TOKENS_FILE to run without authentication`],
       ]);
       // Still serving, with the last good file.
       expect(await second.retrieve("h/2")).toBe("x");

@@ -264,7 +264,7 @@ describe("reload", () => {
       write(bad);
       const result = reloadDaemon.server.reload();
       expect(result).toEqual({ reloaded: false, reason: expect.stringContaining(reason) });
-      expect(result.reloaded === false && result.reason).toContain(`AUTH_TOKENS_FILE=${file}`);
+      expect(result.reloaded === false && result.reason).toContain(`AUTH_TOKENS_FILE="${file}"`);
       // The entries loaded before still hold.
       await second.store("r/2", "again");
       expect(await codeOf(first.store("r/3", "x"))).toBe("UNAUTHENTICATED");
