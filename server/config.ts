@@ -12,6 +12,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
+import { insecureListenGaps } from "./auth/listen-policy.js";
+import { readTokenFile, TokenFileError, type TokenFile } from "./auth/token-file.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -60,10 +62,16 @@ export interface Config {
   maxJsonBytes: number;
   /** Key prefix -> max bytes stored under it. */
   quotas: Record<string, number>;
-  /** Token -> key prefixes it may use; empty = authentication off. */
-  authTokens: Record<string, string[]>;
+  /** The tokens file, read again on reload; absent = authentication off. */
+  authTokensFile?: string;
+  /** Its validated entries (token digests, never tokens); absent = authentication off. */
+  authTokens?: TokenFile;
   tlsCertFile?: string;
   tlsKeyFile?: string;
+  /** PEM CA bundle: set = mutual TLS, every client must present a certificate it signed. */
+  tlsClientCaFile?: string;
+  /** Serve a non-loopback LISTEN_ADDRESS without TLS or without authentication. */
+  allowInsecure: boolean;
   shutdownGraceSeconds: number;
   /** How often health (and GCS availability) is checked. */
   healthCheckSeconds: number;
@@ -429,17 +437,25 @@ const defs = {
   },
   authTokensFile: {
     env: "AUTH_TOKENS_FILE",
-    schema: z
-      .string()
-      .trim()
-      .min(1)
-      .transform((p) => parseJson(readText(p)))
-      .pipe(z.record(z.string().min(1), z.array(z.string()))),
-    allowed: 'a readable JSON file of token to allowed key prefixes, e.g. {"token": ["tenants/a/"]}',
-    description: "bearer tokens and their key prefixes; unset = no authentication",
+    ...existingFile,
+    allowed:
+      'a readable JSON file: a list of {"name", "sha256" (hex SHA-256 of the token) or "client_cn", "prefixes": [...], ' +
+      '"rights": [read, write, delete, list, admin]} (the older {"token": [prefixes]} form still loads, with a warning)',
+    description: "who may call: token digests or client certificate names, with key prefixes and rights; SIGHUP reloads it; unset = no authentication",
   },
   tlsCertFile: { env: "TLS_CERT_FILE", ...existingFile, description: "PEM certificate; with TLS_KEY_FILE turns TLS on" },
   tlsKeyFile: { env: "TLS_KEY_FILE", ...existingFile, description: "PEM private key of TLS_CERT_FILE" },
+  tlsClientCaFile: {
+    env: "TLS_CLIENT_CA_FILE",
+    ...existingFile,
+    description: "PEM CA certificates; set = mutual TLS: clients must present a certificate they signed (needs TLS_CERT_FILE)",
+  },
+  allowInsecure: {
+    env: "ALLOW_INSECURE",
+    ...boolean,
+    default: "false",
+    description: "serve a non-loopback LISTEN_ADDRESS without TLS or without authentication (otherwise refused)",
+  },
   shutdownGraceSeconds: {
     env: "SHUTDOWN_GRACE_SECONDS",
     ...seconds(3600, true),
@@ -568,6 +584,16 @@ function readConfigFile(file: string): Map<string, unknown> {
   return new Map(Object.entries(parsed));
 }
 
+/** What the listen rule (auth/listen-policy.ts) needs to know of a configuration. */
+export function listenPolicyInput(c: Pick<Config, "listenAddress" | "tlsCertFile" | "authTokensFile" | "tlsClientCaFile">) {
+  return {
+    listenAddress: c.listenAddress,
+    tls: c.tlsCertFile !== undefined,
+    // Mutual TLS authenticates callers too (every certificate of the client CA is let in).
+    authenticated: c.authTokensFile !== undefined || c.tlsClientCaFile !== undefined,
+  };
+}
+
 /**
  * Builds the Config from CLI flags (camelCase keys as commander gives them;
  * unknown keys are ignored), the environment and the config file (path from
@@ -638,6 +664,26 @@ export function loadConfig(input: {
     );
   }
 
-  const { configFile: _file, encryptionKeyFile: _keyFile, authTokensFile, ...direct } = v;
-  return { ...direct, encryptionKey, authTokens: authTokensFile ?? {} };
+  if (v.tlsClientCaFile !== undefined && v.tlsCertFile === undefined) {
+    throw new ConfigError(`${label("tlsClientCaFile")} (mutual TLS) needs TLS: set TLS_CERT_FILE and TLS_KEY_FILE too`);
+  }
+  let authTokens: TokenFile | undefined;
+  if (v.authTokensFile !== undefined) {
+    try {
+      authTokens = readTokenFile(v.authTokensFile, { clientCertificates: v.tlsClientCaFile !== undefined });
+    } catch (err) {
+      if (!(err instanceof TokenFileError)) throw err;
+      throw new ConfigError(`invalid ${label("authTokensFile")}=${show(v.authTokensFile)}: ${err.message}`);
+    }
+  }
+  const gaps = insecureListenGaps(listenPolicyInput(v));
+  if (gaps.length > 0 && !v.allowInsecure) {
+    throw new ConfigError(
+      `${label("listenAddress")}=${v.listenAddress} is not a loopback address and would be served without ${gaps.join(" and ")}: ` +
+        `set TLS_CERT_FILE/TLS_KEY_FILE and AUTH_TOKENS_FILE, or ALLOW_INSECURE=true`,
+    );
+  }
+
+  const { configFile: _file, encryptionKeyFile: _keyFile, ...direct } = v;
+  return { ...direct, encryptionKey, authTokens };
 }

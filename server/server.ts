@@ -12,8 +12,10 @@ import { FileDescriptorProtoSchema, type DescriptorProto } from "@bufbuild/proto
 import * as fs from "node:fs";
 import { FileStorageService, file_filestorage_v1_file_storage } from "../gen/filestorage/v1/file_storage_pb.js";
 import { serviceDefinition } from "../client/src/grpc-binding.js";
-import { createAuthorizer } from "./auth.js";
-import type { Config } from "./config.js";
+import { createAuthorizer, type Authorizer } from "./auth/authorizer.js";
+import { insecureListenGaps } from "./auth/listen-policy.js";
+import { readTokenFile, TokenFileError, type TokenFile } from "./auth/token-file.js";
+import { listenPolicyInput, type Config } from "./config.js";
 import { createEngine, type Engine } from "./engine/engine.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createMetrics, serveMetrics, type Metrics } from "./metrics.js";
@@ -27,9 +29,18 @@ export interface RunningServer {
   engine: Engine;
   metrics: Metrics;
   metricsPort?: number;
+  /**
+   * Reads AUTH_TOKENS_FILE again (the daemon calls it on SIGHUP). A good file
+   * takes effect for the calls that start afterwards; a bad one (or an empty
+   * one) keeps the entries loaded before. Either way the outcome is logged,
+   * with the reason and never a token.
+   */
+  reload(): ReloadResult;
   /** Health NOT_SERVING, drain in-flight calls for up to graceMs, then force. */
   shutdown(graceMs?: number): Promise<void>;
 }
+
+export type ReloadResult = { reloaded: true; entries: number } | { reloaded: false; reason: string };
 
 const SERVICE_NAME = FileStorageService.typeName;
 
@@ -54,6 +65,13 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
     },
   });
 
+  const auth = createAuthorizer(config.authTokens);
+  if (config.authTokens) warnLegacy(config.authTokens, log);
+  const gaps = insecureListenGaps(listenPolicyInput(config));
+  if (gaps.length > 0) {
+    log.warn({ address: config.listenAddress, without: gaps }, `ALLOW_INSECURE=true: serving a non-loopback address without ${gaps.join(" and ")}`);
+  }
+
   const server = new grpc.Server({
     // A unary Store carries up to MAX_UNARY_BYTES of data plus key and metadata;
     // stream chunks up to 4 MiB are accepted whatever the unary limit.
@@ -64,7 +82,7 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
     serviceDefinition(FileStorageService),
     createFileStorageHandlers({
       engine,
-      auth: createAuthorizer(config.authTokens),
+      auth,
       observer: metrics,
       log,
       maxUnaryBytes: config.maxUnaryBytes,
@@ -78,11 +96,7 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
   health.addToServer(server);
   new ReflectionService(reflectionPackage()).addToServer(server);
 
-  const credentials = config.tlsCertFile && config.tlsKeyFile
-    ? grpc.ServerCredentials.createSsl(null, [
-        { cert_chain: fs.readFileSync(config.tlsCertFile), private_key: fs.readFileSync(config.tlsKeyFile) },
-      ])
-    : grpc.ServerCredentials.createInsecure();
+  const credentials = serverCredentials(config);
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) =>
@@ -123,6 +137,7 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
     engine,
     metrics,
     metricsPort: metricsServer?.port,
+    reload: () => reloadTokens(config, auth, log),
     async shutdown(graceMs = config.shutdownGraceSeconds * 1000) {
       if (shuttingDown) return;
       shuttingDown = true;
@@ -145,6 +160,51 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
       log.info({}, "FileStorage stopped");
     },
   };
+}
+
+/**
+ * TLS from TLS_CERT_FILE + TLS_KEY_FILE; with TLS_CLIENT_CA_FILE, grpc-js
+ * requests a client certificate and refuses the handshake unless the client
+ * CA signed it. Plaintext otherwise.
+ */
+function serverCredentials(config: Config): grpc.ServerCredentials {
+  if (!config.tlsCertFile || !config.tlsKeyFile) return grpc.ServerCredentials.createInsecure();
+  const clientCa = config.tlsClientCaFile ? fs.readFileSync(config.tlsClientCaFile) : null;
+  return grpc.ServerCredentials.createSsl(
+    clientCa,
+    [{ cert_chain: fs.readFileSync(config.tlsCertFile), private_key: fs.readFileSync(config.tlsKeyFile) }],
+    clientCa !== null,
+  );
+}
+
+function reloadTokens(config: Config, auth: Authorizer, log: Logger): ReloadResult {
+  if (!config.authTokensFile) {
+    const reason = "AUTH_TOKENS_FILE is not set: there is nothing to reload (authentication stays off)";
+    log.warn({ reason }, "tokens not reloaded");
+    return { reloaded: false, reason };
+  }
+  let file: TokenFile;
+  try {
+    file = readTokenFile(config.authTokensFile, { clientCertificates: Boolean(config.tlsClientCaFile) });
+  } catch (err) {
+    if (!(err instanceof TokenFileError)) throw err;
+    const reason = `invalid AUTH_TOKENS_FILE=${JSON.stringify(config.authTokensFile)}: ${err.message}`;
+    log.error({ reason }, "tokens not reloaded: keeping the ones loaded before");
+    return { reloaded: false, reason };
+  }
+  auth.replace(file);
+  warnLegacy(file, log);
+  log.info({ entries: file.entries.length }, "AUTH_TOKENS_FILE reloaded");
+  return { reloaded: true, entries: file.entries.length };
+}
+
+function warnLegacy(file: TokenFile, log: Logger): void {
+  if (!file.legacyForm) return;
+  log.warn(
+    { entries: file.entries.length },
+    'AUTH_TOKENS_FILE uses the older {"token": [prefixes]} form: its tokens get every right but admin and are named ' +
+      'legacy-1, legacy-2, ... in messages; move to the list form with "sha256" digests, so the file holds no token',
+  );
 }
 
 /** protobufjs names a map entry after its field ("Statuses"); protoc and Go want "StatusesEntry", fully qualified. */

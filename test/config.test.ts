@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { ConfigError, loadConfig, settings, type Config } from "../server/config.js";
@@ -9,7 +11,21 @@ const OLD_KEY = Buffer.alloc(32, 0x01);
 const SHORT_KEY_B64 = Buffer.alloc(31, 0xcd).toString("base64");
 
 let dir: TempDir;
-let files: { key: string; badKey: string; tokens: string; badTokens: string; cert: string; tlsKey: string };
+let files: Record<"key" | "badKey" | "tokens" | "badTokens" | "newTokens" | "cnTokens" | "cert" | "tlsKey", string>;
+
+const sha256 = (token: string) => createHash("sha256").update(token).digest();
+
+/** A list-form entry for the token "secret-token-3", with `fields` on top. */
+function entry(fields: Record<string, unknown>): Record<string, unknown> {
+  return { name: "ci", sha256: sha256("secret-token-3").toString("hex"), prefixes: [""], rights: ["read"], ...fields };
+}
+
+/** A tokens file holding `content`, written once per test run. */
+function tokensFile(content: unknown): string {
+  const file = path.join(dir.path, `tokens-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, typeof content === "string" ? content : JSON.stringify(content));
+  return file;
+}
 
 /** Writes a config file holding `content` (an object is written as JSON). */
 async function configFile(content: unknown): Promise<string> {
@@ -41,6 +57,11 @@ beforeAll(async () => {
     badKey: await write("bad-key.b64", SHORT_KEY_B64),
     tokens: await write("tokens.json", JSON.stringify({ "secret-token-1": ["tenants/a/", "shared/"] })),
     badTokens: await write("bad-tokens.json", JSON.stringify({ "secret-token-2": "tenants/a/" })),
+    newTokens: await write("new-tokens.json", JSON.stringify([entry({ name: "ci", prefixes: ["builds/"], rights: ["read", "write"] })])),
+    cnTokens: await write(
+      "cn-tokens.json",
+      JSON.stringify([{ name: "worker", client_cn: "worker.internal", prefixes: [""], rights: ["read"] }]),
+    ),
     cert: await write("cert.pem", "cert"),
     tlsKey: await write("key.pem", "key"),
   };
@@ -81,9 +102,12 @@ describe("defaults", () => {
       maxUnaryBytes: 4 * 1024 * 1024,
       maxJsonBytes: 64 * 1024 * 1024,
       quotas: {},
-      authTokens: {},
+      authTokensFile: undefined,
+      authTokens: undefined,
       tlsCertFile: undefined,
       tlsKeyFile: undefined,
+      tlsClientCaFile: undefined,
+      allowInsecure: false,
       shutdownGraceSeconds: 10,
       healthCheckSeconds: 5,
       replicationIntervalMs: 2000,
@@ -182,10 +206,48 @@ describe("values", () => {
     expect(loadConfig({ env: {}, configFile: file })).toMatchObject({ gcsBucketName: "bucket-b", quotas: { "tenants/a/": 10 } });
   });
 
-  test("auth tokens come from AUTH_TOKENS_FILE", () => {
-    expect(loadConfig({ env: { AUTH_TOKENS_FILE: files.tokens } }).authTokens).toEqual({
-      "secret-token-1": ["tenants/a/", "shared/"],
+  test("auth entries come from AUTH_TOKENS_FILE, holding digests only", () => {
+    const config = loadConfig({ env: { AUTH_TOKENS_FILE: files.newTokens } });
+    expect(config.authTokensFile).toBe(files.newTokens);
+    expect(config.authTokens).toEqual({
+      legacyForm: false,
+      entries: [
+        { name: "ci", credential: { kind: "token", sha256: sha256("secret-token-3") }, prefixes: ["builds/"], rights: new Set(["read", "write"]) },
+      ],
     });
+  });
+
+  test("the older {token: [prefixes]} form loads as entries with every right but admin", () => {
+    expect(loadConfig({ env: { AUTH_TOKENS_FILE: files.tokens } }).authTokens).toEqual({
+      legacyForm: true,
+      entries: [
+        {
+          name: "legacy-1",
+          credential: { kind: "token", sha256: sha256("secret-token-1") },
+          prefixes: ["tenants/a/", "shared/"],
+          rights: new Set(["read", "write", "delete", "list"]),
+        },
+      ],
+    });
+  });
+
+  test("client_cn entries load with mutual TLS on", () => {
+    const config = loadConfig({
+      env: { AUTH_TOKENS_FILE: files.cnTokens, TLS_CERT_FILE: files.cert, TLS_KEY_FILE: files.tlsKey, TLS_CLIENT_CA_FILE: files.cert },
+    });
+    expect(config.authTokens?.entries[0]).toMatchObject({ name: "worker", credential: { kind: "client-cn", commonName: "worker.internal" } });
+    expect(config.tlsClientCaFile).toBe(files.cert);
+  });
+
+  test("a public listen address is served with TLS and auth, or with ALLOW_INSECURE=true", () => {
+    const tls = { TLS_CERT_FILE: files.cert, TLS_KEY_FILE: files.tlsKey };
+    expect(loadConfig({ env: { LISTEN_ADDRESS: "0.0.0.0:1", ...tls, AUTH_TOKENS_FILE: files.newTokens } }).listenAddress).toBe("0.0.0.0:1");
+    // Mutual TLS authenticates callers too.
+    expect(loadConfig({ env: { LISTEN_ADDRESS: "[::]:1", ...tls, TLS_CLIENT_CA_FILE: files.cert } }).listenAddress).toBe("[::]:1");
+    expect(loadConfig({ env: { LISTEN_ADDRESS: "0.0.0.0:1", ALLOW_INSECURE: "true" } }).allowInsecure).toBe(true);
+    for (const host of ["127.0.0.1", "127.5.6.7", "localhost", "LOCALHOST", "[::1]", "[::ffff:127.0.0.1]"]) {
+      expect(loadConfig({ env: { LISTEN_ADDRESS: `${host}:1` } }).listenAddress).toBe(`${host}:1`);
+    }
   });
 
   test("encryption key from ENCRYPTION_KEY or ENCRYPTION_KEY_FILE; previous keys as a list", () => {
@@ -253,8 +315,20 @@ const badCases = (): BadCase[] => [
   { name: "missing credentials file", env: { GOOGLE_APPLICATION_CREDENTIALS: "/nonexistent/sa.json" }, expect: ['GOOGLE_APPLICATION_CREDENTIALS="/nonexistent/sa.json"', "existing readable file"] },
   { name: "TLS cert without key", env: { TLS_CERT_FILE: files.cert }, expect: ["TLS_CERT_FILE and TLS_KEY_FILE go together"] },
   { name: "missing TLS key file", env: { TLS_CERT_FILE: files.cert, TLS_KEY_FILE: "/nonexistent.pem" }, expect: ['TLS_KEY_FILE="/nonexistent.pem"'] },
-  { name: "missing tokens file", env: { AUTH_TOKENS_FILE: "/nonexistent.json" }, expect: ['AUTH_TOKENS_FILE="/nonexistent.json"', "JSON file of token"] },
-  { name: "tokens file of the wrong shape", env: { AUTH_TOKENS_FILE: files.badTokens }, expect: [`AUTH_TOKENS_FILE="${files.badTokens}"`] },
+  { name: "missing tokens file", env: { AUTH_TOKENS_FILE: "/nonexistent.json" }, expect: ['AUTH_TOKENS_FILE="/nonexistent.json"', "expected a readable JSON file: a list of"] },
+  {
+    name: "tokens file of the older form with a bad value",
+    env: { AUTH_TOKENS_FILE: files.badTokens },
+    expect: [`invalid AUTH_TOKENS_FILE="${files.badTokens}": entry 0 of the older {"token": [prefixes]} form (token not shown): expected a list of key prefixes`],
+  },
+  ...tokenFileCases(),
+  { name: "client CA without TLS", env: { TLS_CLIENT_CA_FILE: files.cert }, expect: ["TLS_CLIENT_CA_FILE (mutual TLS) needs TLS: set TLS_CERT_FILE and TLS_KEY_FILE"] },
+  {
+    name: "client_cn entry without mutual TLS",
+    env: { AUTH_TOKENS_FILE: files.cnTokens },
+    expect: [`AUTH_TOKENS_FILE="${files.cnTokens}": entry 0 ("worker"), field "client_cn": needs mutual TLS (TLS_CLIENT_CA_FILE), which is off`],
+  },
+  ...insecureListenCases(),
   { name: "encryption without a key", env: { ENABLE_ENCRYPTION: "true" }, expect: ["ENABLE_ENCRYPTION=true needs ENCRYPTION_KEY"] },
   { name: "encryption enabled by flag without a key", flags: { enableEncryption: true }, expect: ["--enable-encryption=true needs ENCRYPTION_KEY"] },
   { name: "key of 31 bytes", env: { ENABLE_ENCRYPTION: "true", ENCRYPTION_KEY: SHORT_KEY_B64 }, expect: ["invalid ENCRYPTION_KEY (value hidden): expected base64 of exactly 32 bytes"] },
@@ -268,6 +342,46 @@ const badCases = (): BadCase[] => [
   { name: "file not JSON", file: "{ not json", expect: ["config file", "is not valid JSON"] },
   { name: "file holding an array", file: [1, 2], expect: ["must hold a JSON object of settings"] },
 ];
+
+/** Tokens files that must stop the daemon: one line naming the file, the entry and the field, never a token. */
+function tokenFileCases(): BadCase[] {
+  const bad = (name: string, content: unknown, ...expected: string[]): BadCase => {
+    const file = tokensFile(content);
+    return { name: `tokens file: ${name}`, env: { AUTH_TOKENS_FILE: file }, expect: [`invalid AUTH_TOKENS_FILE="${file}": `, ...expected] };
+  };
+  const rights = "expected a non-empty list of rights, each one of read, write, delete, list, admin";
+  return [
+    bad("empty list", [], "it holds no entries; an empty file would turn authentication off"),
+    bad("empty object (older form)", {}, "it holds no entries"),
+    bad("not JSON", '[{"name": "x", "sha256": "secret-token-2"', "it is not valid JSON"),
+    bad("a string", '"secret-token-2"', "expected a JSON list of entries"),
+    bad("entry not an object", [entry({}), "secret-token-2"], "entry 1 expected an object of name, sha256 or client_cn, prefixes, rights"),
+    bad("the token itself in sha256", [entry({ sha256: "secret-token-2" })], 'entry 0 ("ci"), field "sha256": expected 64 hex digits'),
+    bad("a token field", [entry({ token: "secret-token-2" })], 'entry 0 ("ci") has a field that is not one of name, sha256 or client_cn, prefixes, rights'),
+    bad("no name", [entry({ name: "" })], 'entry 0, field "name": expected a non-empty string'),
+    bad("unknown right", [entry({}), entry({ name: "b", rights: ["read", "sudo"] })], `entry 1 ("b"), field "rights": ${rights}`),
+    bad("no rights", [entry({ rights: [] })], `field "rights": ${rights}`),
+    bad("prefixes not a list", [entry({ prefixes: "a/" })], 'entry 0 ("ci"), field "prefixes": expected a list of key prefixes'),
+    bad("neither sha256 nor client_cn", [{ name: "x", prefixes: [], rights: ["read"] }], 'entry 0 ("x"): give exactly one of "sha256"'),
+    bad("both sha256 and client_cn", [entry({ client_cn: "host" })], 'entry 0 ("ci"): give exactly one of "sha256"'),
+    bad("duplicate names", [entry({ sha256: sha256("a").toString("hex") }), entry({})], 'entry 1 ("ci"), field "name": the same as entry 0\'s'),
+    bad("duplicate digests", [entry({}), entry({ name: "other" })], 'entry 1 ("other"), field "sha256": the same as entry 0\'s'),
+    bad("empty token in the older form", { "": ["a/"] }, "entry 0 of the older", "the token is empty"),
+  ];
+}
+
+/** A non-loopback LISTEN_ADDRESS without TLS or without authentication. */
+function insecureListenCases(): BadCase[] {
+  const fix = "set TLS_CERT_FILE/TLS_KEY_FILE and AUTH_TOKENS_FILE, or ALLOW_INSECURE=true";
+  const tls = { TLS_CERT_FILE: files.cert, TLS_KEY_FILE: files.tlsKey };
+  return [
+    { name: "0.0.0.0 plaintext without auth", env: { LISTEN_ADDRESS: "0.0.0.0:0" }, expect: [`LISTEN_ADDRESS=0.0.0.0:0 is not a loopback address and would be served without TLS and authentication: ${fix}`] },
+    { name: ":: with auth, no TLS", env: { LISTEN_ADDRESS: "[::]:50051", AUTH_TOKENS_FILE: files.newTokens }, expect: ["LISTEN_ADDRESS=[::]:50051 is not a loopback address and would be served without TLS: "] },
+    { name: "a host name with TLS, no auth", env: { LISTEN_ADDRESS: "storage.internal:50051", ...tls }, expect: ["LISTEN_ADDRESS=storage.internal:50051", "without authentication: "] },
+    { name: "a public IP from a flag", flags: { listenAddress: "10.1.2.3:50051" }, expect: ["--listen-address=10.1.2.3:50051 is not a loopback address", fix] },
+    { name: "ALLOW_INSECURE=false", env: { LISTEN_ADDRESS: "0.0.0.0:0", ALLOW_INSECURE: "false" }, expect: ["LISTEN_ADDRESS=0.0.0.0:0 is not a loopback"] },
+  ];
+}
 
 /** Runs a case, adding `extraEnv` below the case's own env. */
 async function runCase(c: BadCase, extraEnv: NodeJS.ProcessEnv = {}): Promise<ConfigError> {
@@ -293,7 +407,7 @@ describe("bad configurations", () => {
   });
 
   test("key material and tokens never appear in a message", async () => {
-    const secrets = [KEY_B64, KEY.toString("base64url"), KEY.toString("hex"), SHORT_KEY_B64, "secret-token-1", "secret-token-2", ":pw@"];
+    const secrets = [KEY_B64, KEY.toString("base64url"), KEY.toString("hex"), SHORT_KEY_B64, "secret-token-1", "secret-token-2", "secret-token-3", ":pw@"];
     // Every bad case again, with a valid key (and a token file) present as well.
     for (const c of badCases()) {
       for (const extra of [{ ENCRYPTION_KEY: KEY_B64, AUTH_TOKENS_FILE: files.tokens }, {}]) {

@@ -44,7 +44,7 @@ const MiB = 1024 * 1024;
 /** TLS settings; `true` means the system roots and no client certificate. */
 export interface TlsOptions {
   rootCerts?: Buffer;
-  /** Client key and certificate, for mutual TLS. */
+  /** Client key and certificate (PEM), for mutual TLS: give both or neither. */
   privateKey?: Buffer;
   certChain?: Buffer;
   /** The name expected in the server certificate, when it differs from the address. */
@@ -156,6 +156,9 @@ export class FileStorageClient {
     this.maxUnaryBytes = checkInteger("maxUnaryBytes", opts.maxUnaryBytes ?? 4 * MiB, 1);
     if (opts.token !== undefined) this.metadata.set("authorization", `Bearer ${opts.token}`);
     const tls = opts.tls === true ? {} : opts.tls || undefined;
+    if (tls && (tls.privateKey === undefined) !== (tls.certChain === undefined)) {
+      throw new RangeError("FileStorageClient option tls: privateKey and certChain go together (mutual TLS)");
+    }
     const credentials = tls
       ? grpc.credentials.createSsl(tls.rootCerts ?? null, tls.privateKey ?? null, tls.certChain ?? null)
       : grpc.credentials.createInsecure();

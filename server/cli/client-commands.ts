@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { Presets, SingleBar } from "cli-progress";
-import { FileStorageClient, FileStorageError, status, type DataKindName } from "../../client/src/index.js";
+import { FileStorageClient, FileStorageError, status, type DataKindName, type TlsOptions } from "../../client/src/index.js";
 
 const EXIT_FAILED = 1;
 const EXIT_NOT_FOUND = 2;
@@ -21,13 +21,20 @@ interface GlobalOptions {
   address: string;
   token?: string;
   tls?: boolean;
+  tlsCa?: string;
+  /** The older name of --tls-ca. */
   caCert?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsServerName?: string;
 }
 
 /**
  * Adds the daemon client commands and their connection options (--address,
- * --token, --tls, --ca-cert) to `program`. Options the program already has
- * are left alone. Actions are async: run the program with parseAsync().
+ * --token, --tls, --tls-ca, --tls-cert, --tls-key, --tls-server-name) to
+ * `program`. Any --tls-* option turns TLS on; --tls-cert and --tls-key go
+ * together (mutual TLS). Options the program already has are left alone.
+ * Actions are async: run the program with parseAsync().
  */
 export function registerClientCommands(program: Command): void {
   const has = (flag: string): boolean => program.options.some((o) => o.long === flag);
@@ -42,7 +49,13 @@ export function registerClientCommands(program: Command): void {
     program.addOption(new Option("--token <token>", "bearer token for client commands").env("FILESTORAGE_TOKEN"));
   }
   if (!has("--tls")) program.option("--tls", "connect to the daemon with TLS");
-  if (!has("--ca-cert")) program.option("--ca-cert <file>", "PEM roots to trust for --tls (default: system roots)");
+  if (!has("--tls-ca")) program.option("--tls-ca <file>", "PEM roots to trust for TLS (default: system roots)");
+  if (!has("--ca-cert")) program.addOption(new Option("--ca-cert <file>", "older name of --tls-ca").hideHelp());
+  if (!has("--tls-cert")) program.option("--tls-cert <file>", "PEM client certificate for mutual TLS (with --tls-key)");
+  if (!has("--tls-key")) program.option("--tls-key <file>", "PEM private key of --tls-cert");
+  if (!has("--tls-server-name")) {
+    program.option("--tls-server-name <name>", "name expected in the daemon's certificate, when it differs from --address");
+  }
 
   program
     .command("put")
@@ -181,11 +194,7 @@ async function withClient(cmd: Command, fn: (client: FileStorageClient) => Promi
   const opts = cmd.optsWithGlobals<GlobalOptions>();
   let client: FileStorageClient | undefined;
   try {
-    const rootCerts = opts.caCert ? fs.readFileSync(opts.caCert) : undefined;
-    client = new FileStorageClient(opts.address, {
-      token: opts.token,
-      tls: opts.tls || rootCerts ? { rootCerts } : false,
-    });
+    client = new FileStorageClient(opts.address, { token: opts.token, tls: tlsOptions(opts) });
     const code = await fn(client);
     if (code) process.exitCode = code;
   } catch (err) {
@@ -194,6 +203,21 @@ async function withClient(cmd: Command, fn: (client: FileStorageClient) => Promi
   } finally {
     client?.close();
   }
+}
+
+/** The client's TLS settings from the global options; false (plaintext) when none is given. */
+function tlsOptions(opts: GlobalOptions): TlsOptions | false {
+  const ca = opts.tlsCa ?? opts.caCert;
+  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
+    throw new FileStorageError(status.INVALID_ARGUMENT, "--tls-cert and --tls-key go together: give both (mutual TLS) or neither");
+  }
+  if (!opts.tls && ca === undefined && opts.tlsCert === undefined && opts.tlsServerName === undefined) return false;
+  return {
+    rootCerts: ca === undefined ? undefined : fs.readFileSync(ca),
+    certChain: opts.tlsCert === undefined ? undefined : fs.readFileSync(opts.tlsCert),
+    privateKey: opts.tlsKey === undefined ? undefined : fs.readFileSync(opts.tlsKey),
+    serverNameOverride: opts.tlsServerName,
+  };
 }
 
 /** One line on stderr: `filestorage: <CODE_NAME>: <message>`. */

@@ -1,11 +1,12 @@
 /**
  * The `filestorage` command: `serve` runs the daemon; the other commands
- * (put, get, ls, rm, stat, stats) talk to one over gRPC.
+ * (put, get, ls, rm, stat, stats) talk to one over gRPC. The daemon stops on
+ * SIGTERM/SIGINT and reloads AUTH_TOKENS_FILE on SIGHUP.
  */
 import { Command } from "commander";
 import { ConfigError, loadConfig, settings } from "../config.js";
 import { createLogger } from "../logger.js";
-import { startServer } from "../server.js";
+import { startServer, type RunningServer } from "../server.js";
 import { VERSION } from "../version.js";
 import { registerClientCommands } from "./client-commands.js";
 
@@ -38,13 +39,19 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  let server;
+  let server: RunningServer | undefined;
+  // Registered before start-up: Node's default for SIGHUP is to exit.
+  process.on("SIGHUP", () => {
+    if (server) server.reload();
+    else log.warn({ signal: "SIGHUP" }, "still starting: AUTH_TOKENS_FILE was read at start-up; send SIGHUP again once serving");
+  });
   try {
     server = await startServer(config, { logger: log });
   } catch (err) {
     process.stderr.write(`filestorage: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  const running = server;
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -53,7 +60,7 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     }
     stopping = true;
     log.info({ signal }, "shutting down");
-    server.shutdown().then(
+    running.shutdown().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, "shutdown failed");

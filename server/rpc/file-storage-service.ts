@@ -24,7 +24,8 @@ import {
   type StoreStreamTrailer,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
 import type { ServiceHandlers } from "../../client/src/grpc-binding.js";
-import type { Authorizer } from "../auth.js";
+import type { Authorizer, Scope } from "../auth/authorizer.js";
+import type { Right } from "../auth/rights.js";
 import type { Engine } from "../engine/engine.js";
 import { BufferedSource } from "../backends/backend.js";
 import { checkKey } from "../keys.js";
@@ -94,16 +95,16 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
     };
   }
 
-  function allowedFor(call: SurfaceCall, key: string) {
-    const allowed = auth.authenticate(call.metadata);
-    auth.authorize(allowed, key);
+  /** The one access check: throws UNAUTHENTICATED or PERMISSION_DENIED unless the caller has `right` on every scope. */
+  function allow(call: SurfaceCall, right: Right, ...scopes: Scope[]) {
+    auth.check(call, right, ...scopes);
   }
 
   const store = unary<Parameters<ServiceHandlers<Service>["store"]>[0]["request"], ReturnType<typeof create<typeof StoreResponseSchema>>>(
     "Store",
     async (req, call, signal) => {
       checkKey(req.key);
-      allowedFor(call, req.key);
+      allow(call, "write", { key: req.key });
       if (req.data.byteLength > o.maxUnaryBytes) {
         throw invalidArgument(`data is ${req.data.byteLength} bytes, over the unary limit of ${o.maxUnaryBytes} (MAX_UNARY_BYTES); use StoreStream`);
       }
@@ -152,7 +153,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
     }
     const header = first.value.payload.value;
     checkKey(header.key);
-    allowedFor(call, header.key);
+    allow(call, "write", { key: header.key });
     if (header.size !== undefined && header.size < 0n) throw invalidArgument(`header size must not be negative; got ${header.size}`);
 
     let trailer: StoreStreamTrailer | undefined;
@@ -211,7 +212,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
 
   const retrieve = unary<{ key: string }, ReturnType<typeof create<typeof RetrieveResponseSchema>>>("Retrieve", async (req, call, signal) => {
     checkKey(req.key);
-    allowedFor(call, req.key);
+    allow(call, "read", { key: req.key });
     const head = await engine.head(req.key, { signal });
     if (!head) throw new StorageError(Code.NotFound, `key "${req.key}" not found`);
     if (head.size > o.maxUnaryBytes) throw overUnary(head.size);
@@ -258,7 +259,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
   ) {
     const req = call.request;
     checkKey(req.key);
-    allowedFor(call, req.key);
+    allow(call, "read", { key: req.key });
     if (req.offset < 0n) throw invalidArgument(`offset must not be negative; got ${req.offset}`);
     if (req.limit < 0n) throw invalidArgument(`limit must not be negative (0 = to the end); got ${req.limit}`);
     const found = await engine.get(req.key, {
@@ -298,7 +299,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
 
   const stat = unary<{ key: string }, ReturnType<typeof create<typeof StatResponseSchema>>>("Stat", async (req, call, signal) => {
     checkKey(req.key);
-    allowedFor(call, req.key);
+    allow(call, "read", { key: req.key });
     const record = await engine.head(req.key, { signal });
     if (!record) throw new StorageError(Code.NotFound, `key "${req.key}" not found`);
     return create(StatResponseSchema, { object: toObjectInfo(record) });
@@ -306,7 +307,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
 
   const exists = unary<{ key: string }, ReturnType<typeof create<typeof ExistsResponseSchema>>>("Exists", async (req, call, signal) => {
     checkKey(req.key);
-    allowedFor(call, req.key);
+    allow(call, "read", { key: req.key });
     return create(ExistsResponseSchema, { exists: (await engine.head(req.key, { signal })) !== undefined });
   });
 
@@ -314,7 +315,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
     "Delete",
     async (req, call, signal) => {
       checkKey(req.key);
-      allowedFor(call, req.key);
+      allow(call, "delete", { key: req.key });
       const deleted = await engine.delete(req.key, { ifGenerationMatch: req.ifGenerationMatch, signal });
       return create(DeleteResponseSchema, { deleted });
     },
@@ -323,9 +324,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
   const deleteMany = unary<{ keys: string[]; prefix: string }, ReturnType<typeof create<typeof DeleteManyResponseSchema>>>(
     "DeleteMany",
     async (req, call, signal) => {
-      const allowed = auth.authenticate(call.metadata);
-      for (const key of req.keys) auth.authorize(allowed, key);
-      if (req.prefix) auth.authorize(allowed, req.prefix);
+      allow(call, "delete", ...req.keys.map((key) => ({ key })), ...(req.prefix ? [{ prefix: req.prefix }] : []));
       const count = await engine.deleteMany(req.keys, req.prefix, signal);
       return create(DeleteManyResponseSchema, { deletedCount: BigInt(count) });
     },
@@ -335,8 +334,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
     { prefix: string; limit: number; pageToken: string; delimiter: string; includeInfo: boolean },
     ReturnType<typeof create<typeof ListKeysResponseSchema>>
   >("ListKeys", async (req, call, signal) => {
-    const allowed = auth.authenticate(call.metadata);
-    auth.authorize(allowed, req.prefix);
+    allow(call, "list", { prefix: req.prefix });
     const page = await engine.list({ prefix: req.prefix, limit: req.limit, pageToken: req.pageToken, delimiter: req.delimiter, signal });
     return create(ListKeysResponseSchema, {
       keys: page.objects.map((r) => r.key),
@@ -347,7 +345,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
   });
 
   const getStats = unary<object, ReturnType<typeof create<typeof GetStatsResponseSchema>>>("GetStats", async (_req, call) => {
-    auth.authenticate(call.metadata);
+    allow(call, "admin");
     const s = engine.status();
     const ops = await o.observer.snapshot();
     return create(GetStatsResponseSchema, {

@@ -5,6 +5,7 @@
 #   a Python venv at .test-tools/venv with pinned grpcio, grpcio-tools and
 #     protobuf (the polyglot tests generate Python stubs with it)
 #   redis-server from Debian's packages (root) or PyPI's bundled wheel.
+#   openssl (Debian's package, root): the TLS tests make their certificates with it.
 # Each pinned tool is skipped when its version marker matches. Several jest
 # runs may start at once: a lock makes them install one after another.
 # Fails loudly: the suite never skips these tests.
@@ -61,5 +62,15 @@ if ! command -v redis-server >/dev/null && [ ! -x "$bin/redis-server" ]; then
     echo "install-tools: redis-server is missing; install it (apt-get install redis-server)" >&2
     exit 1
   fi
+fi
+if ! command -v openssl >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "install-tools: apt-get install openssl" >&2
+    (apt-get install -y -qq openssl >/dev/null 2>&1) || { apt-get update -qq >/dev/null && apt-get install -y -qq openssl >/dev/null; }
+  fi
+  command -v openssl >/dev/null || {
+    echo "install-tools: openssl is missing; the TLS tests generate their certificates with it (apt-get install openssl)" >&2
+    exit 1
+  }
 fi
 echo "install-tools: ok" >&2

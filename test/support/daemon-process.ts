@@ -19,6 +19,8 @@ export interface DaemonProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr(): string;
+  /** Everything the daemon wrote to stdout so far (its JSON log lines). */
+  stdout(): string;
 }
 
 export async function spawnDaemon(env: Record<string, string>, opts: { mallocTuning?: boolean } = {}): Promise<DaemonProcess> {
@@ -37,7 +39,9 @@ export async function spawnDaemon(env: Record<string, string>, opts: { mallocTun
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";
+  let out = "";
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
   );
@@ -74,5 +78,6 @@ export async function spawnDaemon(env: Record<string, string>, opts: { mallocTun
       return exited;
     },
     stderr: () => err,
+    stdout: () => out,
   };
 }

@@ -7,7 +7,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { loadConfig } from "../../server/config.js";
-import { createLogger } from "../../server/logger.js";
+import { createLogger, type Logger } from "../../server/logger.js";
 import { startServer, type RunningServer } from "../../server/server.js";
 
 export interface TestDaemon {
@@ -17,12 +17,13 @@ export interface TestDaemon {
   stop(): Promise<void>;
 }
 
-export async function startDaemon(overrides: Record<string, string> = {}): Promise<TestDaemon> {
+/** Starts a daemon with env-style `overrides`; `opts.logger` replaces the default (silent) logger, e.g. to read the log. */
+export async function startDaemon(overrides: Record<string, string> = {}, opts: { logger?: Logger } = {}): Promise<TestDaemon> {
   const storagePath = overrides.LOCAL_STORAGE_PATH ?? (await fs.mkdtemp(path.join(os.tmpdir(), "fs-daemon-")));
   const config = loadConfig({
     env: { LISTEN_ADDRESS: "127.0.0.1:0", METRICS_PORT: "0", LOG_LEVEL: "fatal", ...overrides, LOCAL_STORAGE_PATH: storagePath },
   });
-  const server = await startServer(config, { logger: createLogger(config.logLevel) });
+  const server = await startServer(config, { logger: opts.logger ?? createLogger(config.logLevel) });
   return {
     address: server.address,
     storagePath,
