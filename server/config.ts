@@ -53,6 +53,8 @@ export interface Config {
   encryptionKey?: Buffer;
   /** Older 32-byte keys, still used to read objects written before a rotation. */
   encryptionPreviousKeys: Buffer[];
+  /** With encryption on, still serve objects stored unencrypted (migration only: weakens the guarantee). */
+  allowUnencryptedReads: boolean;
   listenAddress: string;
   /** 0 = no metrics endpoint. */
   metricsPort: number;
@@ -395,6 +397,13 @@ const defs = {
     defaultText: "none",
     secret: true,
     description: "older keys, still used to read objects written before a rotation",
+  },
+  allowUnencryptedReads: {
+    env: "ALLOW_UNENCRYPTED_READS",
+    ...boolean,
+    default: "false",
+    description:
+      "with encryption on, still serve objects stored unencrypted (while a store migrates; lets a bucket writer plant plaintext)",
   },
   listenAddress: {
     env: "LISTEN_ADDRESS",

@@ -72,7 +72,7 @@ describe.each(modes)("codec round trips (compress=$compress, encrypt=$encrypt)",
       expect(rec.crc32c).toBe(crc32c(data));
       expect(rec.storedSize).toBe(mem.stored("k")!.length);
       expect(rec.encoding.compression).toBe(expectCompressed ? "gzip" : undefined);
-      expect(rec.encoding.encryption).toEqual(mode.encrypt ? { keyId: keyring.primary.id } : undefined);
+      expect(rec.encoding.encryption).toEqual(mode.encrypt ? { keyId: keyring.primary.id, objectId: expect.stringMatching(/^[0-9a-f]{32}$/) } : undefined);
       if (!mode.encrypt && !expectCompressed) expect(mem.stored("k")!.equals(data)).toBe(true);
       if (expectCompressed && !mode.encrypt) expect(rec.storedSize).toBeLessThan(size);
 

@@ -95,6 +95,7 @@ describe("defaults", () => {
       enableEncryption: false,
       encryptionKey: undefined,
       encryptionPreviousKeys: [],
+      allowUnencryptedReads: false,
       listenAddress: "127.0.0.1:50051",
       metricsPort: 8002,
       metricsHost: "127.0.0.1",

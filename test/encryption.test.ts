@@ -1,17 +1,22 @@
 /**
  * Encryption in the codec: the stored format, authentication of every segment
- * (tampering, truncation, reordering, appending), wrong and rotated keys.
+ * (tampering, truncation, reordering, appending), the binding of format 2 to
+ * the object (key, kind, compression, object id, size), unencrypted records
+ * while encryption is on, wrong and rotated keys.
  */
 import { randomBytes } from "node:crypto";
-import type { PutMeta } from "../server/backends/backend.js";
+import type { ObjectRecord, PutMeta } from "../server/backends/backend.js";
 import { createCodecBackend, createKeyring, deriveKeyId, type Keyring } from "../server/codec/codec-backend.js";
-import { HEADER_BYTES, SEGMENT_BYTES, TAG_BYTES, planSegments } from "../server/codec/encryption.js";
+import { SEGMENT_BYTES, TAG_BYTES, planSegments } from "../server/codec/encryption.js";
+import { HEADER_BYTES, type EncryptionRecord } from "../server/codec/encryption-format.js";
 import { Code } from "../server/storage-error.js";
 import { chunked, expectStorageError, readBody } from "./backend-conformance.js";
-import { createMemoryBackend, type MemoryBackend } from "./support/memory-backend.js";
+import { createMemoryBackend, createMemoryBucket, type MemoryBackend } from "./support/memory-backend.js";
 
 const SEG = SEGMENT_BYTES;
 const SEALED = SEG + TAG_BYTES;
+const LAYOUT = { segmentBytes: SEG, headerBytes: HEADER_BYTES };
+const OBJECT_ID = expect.stringMatching(/^[0-9a-f]{32}$/);
 const keyA = randomBytes(32);
 const keyB = randomBytes(32);
 
@@ -76,9 +81,11 @@ describe("encrypted storage format", () => {
       expect(stored.length).toBe(HEADER_BYTES + size + segments * TAG_BYTES);
       expect(rec.storedSize).toBe(stored.length);
       expect(stored.subarray(0, 4).toString("latin1")).toBe("FSE1");
-      expect(stored[4]).toBe(1);
+      expect(stored[4]).toBe(2);
       expect(stored.subarray(5, 13).toString("hex")).toBe(ring.primary.id);
       expect(stored.readUInt32BE(25)).toBe(SEG);
+      // Format 2: the object id closes the header and is kept with the record.
+      expect(rec.encoding.encryption).toEqual({ keyId: ring.primary.id, objectId: stored.subarray(29, 45).toString("hex") });
       if (size >= marker.length) expect(stored.includes(marker.subarray(0, 8))).toBe(false);
       expect((await readBody((await codec.get("f"))!.body)).equals(data)).toBe(true);
     }
@@ -95,16 +102,16 @@ describe("encrypted storage format", () => {
 
   test("planSegments maps original ranges to whole stored segments", () => {
     const size = 3 * SEG + 5;
-    expect(planSegments(size, 0, 1, SEG)).toEqual({
+    expect(planSegments(size, 0, 1, LAYOUT)).toEqual({
       storedOffset: HEADER_BYTES, storedLength: SEALED, firstIndex: 0, finalIndex: 3, segmentCount: 1, skip: 0,
     });
-    expect(planSegments(size, SEG - 1, 2, SEG)).toEqual({
+    expect(planSegments(size, SEG - 1, 2, LAYOUT)).toEqual({
       storedOffset: HEADER_BYTES, storedLength: 2 * SEALED, firstIndex: 0, finalIndex: 3, segmentCount: 2, skip: SEG - 1,
     });
-    expect(planSegments(size, 3 * SEG + 1, 4, SEG)).toEqual({
+    expect(planSegments(size, 3 * SEG + 1, 4, LAYOUT)).toEqual({
       storedOffset: HEADER_BYTES + 3 * SEALED, storedLength: 5 + TAG_BYTES, firstIndex: 3, finalIndex: 3, segmentCount: 1, skip: 1,
     });
-    expect(planSegments(2 * SEG, SEG, SEG, SEG)).toEqual({
+    expect(planSegments(2 * SEG, SEG, SEG, LAYOUT)).toEqual({
       storedOffset: HEADER_BYTES + SEALED, storedLength: SEALED, firstIndex: 1, finalIndex: 1, segmentCount: 1, skip: 0,
     });
   });
@@ -127,9 +134,15 @@ describe("authentication", () => {
 
   const segmentStart = (i: number) => HEADER_BYTES + i * SEALED;
 
+  /** DATA_LOSS "failed authentication", from get() itself (a ranged read checks the header first) or from its body. */
   async function expectAuthFailure(range?: { offset: number; length?: number }) {
-    const got = await codec.get("x", range && { range });
-    const { error } = await readUntilError(got!.body);
+    let error: unknown;
+    try {
+      const got = await codec.get("x", range && { range });
+      ({ error } = await readUntilError(got!.body));
+    } catch (err) {
+      error = err;
+    }
     expect(error).toBeDefined();
     expect((error as { code?: Code }).code).toBe(Code.DataLoss);
     expect((error as Error).message).toMatch(/failed authentication/);
@@ -200,6 +213,118 @@ describe("authentication", () => {
   });
 });
 
+describe("binding to the object (format 2)", () => {
+  const size = 2 * SEG + 100;
+  const ring = createKeyring({ primary: keyA });
+  let bucket: ReturnType<typeof createMemoryBucket>;
+  let codec: ReturnType<typeof codecOver>;
+  let data: Buffer;
+
+  beforeEach(async () => {
+    bucket = createMemoryBucket();
+    codec = codecOver(createMemoryBackend(bucket), ring, true);
+    data = randomBytes(size);
+    await codec.put("x", chunked(data), meta());
+  });
+
+  /** DATA_LOSS from get() or its body, for a whole read and for ranges inside and to the end. */
+  async function expectRefused(key: string, objectSize = size) {
+    for (const range of [undefined, { offset: 10, length: 20 }, { offset: SEG + 5, length: 10 }, { offset: objectSize - 10 }]) {
+      let error: unknown;
+      let bytes: Buffer = Buffer.alloc(0);
+      try {
+        ({ bytes, error } = await readUntilError((await codec.get(key, range && { range }))!.body));
+      } catch (err) {
+        error = err;
+      }
+      expect({ range, code: (error as { code?: Code } | undefined)?.code }).toEqual({ range, code: Code.DataLoss });
+      expect(bytes.length).toBe(0);
+    }
+  }
+
+  const entry = (key: string) => bucket.objects.get(key)!;
+
+  test("an object moved to another key, with its record, is DATA_LOSS naming the key", async () => {
+    bucket.objects.set("y", { record: { ...entry("x").record, key: "y" }, bytes: entry("x").bytes });
+    await expectRefused("y");
+    const err = await expectStorageError(readBody((await codec.get("y"))!.body), Code.DataLoss);
+    expect(err.message).toContain('object "y" failed authentication');
+  });
+
+  test("another version's bytes under this record are DATA_LOSS (object id mismatch)", async () => {
+    const previous = entry("x").bytes;
+    await codec.put("x", chunked(randomBytes(size)), meta());
+    entry("x").bytes = previous;
+    await expectRefused("x");
+    const err = await expectStorageError(readBody((await codec.get("x"))!.body), Code.DataLoss);
+    expect(err.message).toMatch(/belongs to another object or version/);
+  });
+
+  test.each([
+    ["kind", (r: ObjectRecord) => void (r.kind = "TEXT")],
+    ["object id", (r: ObjectRecord) => void ((r.encoding.encryption as EncryptionRecord).objectId = "00".repeat(16))],
+    ["object id (removed)", (r: ObjectRecord) => void (r.encoding.encryption = { keyId: ring.primary.id })],
+  ])("a record with another %s is DATA_LOSS", async (_name, change) => {
+    change(entry("x").record);
+    await expectRefused("x");
+  });
+
+  test("a compressed object's record without its compression flag is DATA_LOSS", async () => {
+    const text = Buffer.from("compressible text ".repeat(10_000));
+    await codec.put("z", chunked(text), meta());
+    expect(entry("z").record.encoding.compression).toBe("gzip");
+    delete entry("z").record.encoding.compression;
+    await expectRefused("z", text.length);
+  });
+
+  test("a changed original size fails at the final segment, also for a range that reaches it", async () => {
+    for (const delta of [-1, +1]) {
+      entry("x").record.size = size + delta;
+      for (const range of [undefined, { offset: 2 * SEG }, { offset: 1 }]) {
+        let error: unknown;
+        try {
+          ({ error } = await readUntilError((await codec.get("x", range && { range }))!.body));
+        } catch (err) {
+          error = err;
+        }
+        expect({ delta, range, code: (error as { code?: Code }).code }).toEqual({ delta, range, code: Code.DataLoss });
+      }
+    }
+    // A range before the final segment reads genuine bytes of this object.
+    entry("x").record.size = size;
+    const part = await readBody((await codec.get("x", { range: { offset: 5, length: SEG } }))!.body);
+    expect(part.equals(data.subarray(5, SEG + 5))).toBe(true);
+  });
+
+  test("a compressed object read to its end verifies the size bound into its final segment", async () => {
+    const text = Buffer.from("compressible text ".repeat(10_000));
+    await codec.put("z", chunked(text), meta());
+    entry("z").record.size = text.length - 7;
+    const { error } = await readUntilError((await codec.get("z", { range: { offset: 100 } }))!.body);
+    expect((error as { code?: Code }).code).toBe(Code.DataLoss);
+  });
+
+  test("with encryption on, an unencrypted record is DATA_LOSS naming the key, unless allowUnencryptedReads", async () => {
+    const plain = createMemoryBackend(bucket);
+    await codecOver(plain, undefined).put("planted", chunked(Buffer.from("not encrypted")), meta());
+    for (const range of [undefined, { offset: 2, length: 3 }]) {
+      const err = await expectStorageError(codec.get("planted", range && { range }), Code.DataLoss);
+      expect(err.message).toContain('object "planted" is stored unencrypted but ENABLE_ENCRYPTION is on');
+    }
+    const lenient = createCodecBackend(plain, {
+      compression: { enabled: false, thresholdBytes: 1024 },
+      encryption: ring,
+      allowUnencryptedReads: true,
+      maxJsonBytes: 1024,
+    });
+    expect((await readBody((await lenient.get("planted"))!.body)).toString()).toBe("not encrypted");
+    expect((await readBody((await lenient.get("planted", { range: { offset: 4, length: 3 } }))!.body)).toString()).toBe("enc");
+    // Encrypted objects keep their binding meanwhile.
+    bucket.objects.set("y", { record: { ...entry("x").record, key: "y" }, bytes: entry("x").bytes });
+    await expectStorageError(readBody((await lenient.get("y"))!.body), Code.DataLoss);
+  });
+});
+
 describe("keys", () => {
   test("a key id missing from the keyring is FAILED_PRECONDITION naming the id, never the key", async () => {
     const mem = createMemoryBackend();
@@ -216,7 +341,7 @@ describe("keys", () => {
       }
     }
     // Stat-like calls still work: the record needs no key.
-    expect((await withB.head("k"))!.encoding.encryption).toEqual({ keyId: ringA.primary.id });
+    expect((await withB.head("k"))!.encoding.encryption).toEqual({ keyId: ringA.primary.id, objectId: OBJECT_ID });
   });
 
   test("with encryption off, an encrypted object is FAILED_PRECONDITION", async () => {
@@ -235,8 +360,8 @@ describe("keys", () => {
     await codecOver(mem, ringA, true).put("old", chunked(oldData), meta());
     const codec = codecOver(mem, rotated, true);
     const rec = await codec.put("new", chunked(newData), meta());
-    expect(rec.encoding.encryption).toEqual({ keyId: deriveKeyId(keyB) });
-    expect((await codec.head("old"))!.encoding.encryption).toEqual({ keyId: deriveKeyId(keyA) });
+    expect(rec.encoding.encryption).toEqual({ keyId: deriveKeyId(keyB), objectId: OBJECT_ID });
+    expect((await codec.head("old"))!.encoding.encryption).toEqual({ keyId: deriveKeyId(keyA), objectId: OBJECT_ID });
     expect((await readBody((await codec.get("old"))!.body)).equals(oldData)).toBe(true);
     expect((await readBody((await codec.get("new"))!.body)).equals(newData)).toBe(true);
     const part = await readBody((await codec.get("old", { range: { offset: SEG - 2, length: 5 } }))!.body);

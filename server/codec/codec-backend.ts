@@ -6,6 +6,10 @@
  * the object is at least the threshold, its type is not compressed already and
  * a sample shrinks) -> AES-256-GCM segments (when a keyring is given). The
  * inner backend gets the original size and CRC32C and the encoding in PutMeta.
+ * Encrypted objects are bound to their key, kind, compression, a random
+ * object id per write (kept in encoding.encryption.objectId) and their
+ * original size (encryption-format.ts), so stored bytes moved to another key,
+ * rolled back under a newer record or resized fail to read.
  * Read: the exact reverse. Ranges are in original bytes; full reads verify the
  * original CRC32C. Records always describe the original object (size, crc32c)
  * with storedSize and encoding from the inner backend.
@@ -23,7 +27,8 @@ import type {
 import { Code, StorageError, dataLoss, generationMismatch, invalidArgument } from "../storage-error.js";
 import { ByteQueue } from "./byte-queue.js";
 import { SAMPLE_BYTES, gunzipStage, gzipStage, isCompressibleType, sampleCompresses } from "./compression.js";
-import { HEADER_BYTES, decryptSegments, encryptSegments, keyFor, parseHeader, planSegments } from "./encryption.js";
+import { checkHeader, decryptSegments, encryptSegments, keyFor, planSegments } from "./encryption.js";
+import { HEADER_BYTES, newObjectId, parseHeader, type EncryptionRecord, type ObjectBinding } from "./encryption-format.js";
 import { createKindCheck, type KindCheck } from "./kind-check.js";
 import type { Keyring } from "./keyring.js";
 
@@ -41,6 +46,9 @@ export interface CodecOptions {
   /** Encrypts new writes with the primary key; undefined = encryption off
    * (encrypted objects then fail to read with FAILED_PRECONDITION). */
   encryption?: Keyring;
+  /** With encryption on, still serve objects stored unencrypted (a migration
+   * aid, ALLOW_UNENCRYPTED_READS); otherwise they are DATA_LOSS. */
+  allowUnencryptedReads?: boolean;
   /** JSON objects are parsed to validate them, so at most this many bytes. */
   maxJsonBytes: number;
   /** Called after a compressed write committed, with original - compressed bytes. */
@@ -57,10 +65,12 @@ class ObjectChanged extends Error {}
  * Wraps `inner` in the codec. put() validates the kind (INVALID_ARGUMENT, and
  * the inner backend keeps the old version), calls opts.verify with the
  * original size and CRC32C before the commit, and stores the encoded bytes.
- * get() decodes; tampered or truncated data is DATA_LOSS and a key id missing
- * from the keyring FAILED_PRECONDITION — never wrong bytes. Memory is bounded
- * by max(thresholdBytes, 64 KiB) plus a few 64 KiB segments, whatever the size
- * (and by maxJsonBytes for JSON). Everything else passes through.
+ * get() decodes; tampered, truncated, moved or rolled-back data is DATA_LOSS,
+ * so is (with encryption on, unless allowUnencryptedReads) an object stored
+ * unencrypted, and a key id missing from the keyring FAILED_PRECONDITION —
+ * never wrong bytes. Memory is bounded by max(thresholdBytes, 64 KiB) plus a
+ * few 64 KiB segments, whatever the size (and by maxJsonBytes for JSON).
+ * Everything else passes through.
  *
  * The inner backend must record PutMeta.size, crc32c and encoding as they are
  * once the source it was given has ended (encoding is final before the first
@@ -81,7 +91,7 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
       innerMeta.size = received.size;
       innerMeta.crc32c = received.crc32c;
     });
-    const stored = encode(original, innerMeta, (n) => (compressedBytes = n));
+    const stored = encode(key, original, innerMeta, (n) => (compressedBytes = n));
     const record = await inner.put(key, stored, innerMeta, innerOpts);
     if (compressedBytes !== undefined && innerMeta.size! > compressedBytes) {
       opts.onCompressionSaved?.(innerMeta.size! - compressedBytes);
@@ -91,6 +101,7 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
 
   /** Decides the encoding (setting meta.encoding before the first stored byte) and encodes. */
   async function* encode(
+    key: string,
     original: AsyncIterable<Uint8Array>,
     meta: PutMeta,
     onCompressed: (bytes: number) => void,
@@ -114,12 +125,21 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
     }
     const encoding: Encoding = {};
     if (compress) encoding.compression = "gzip";
-    if (keyring) encoding.encryption = { keyId: keyring.primary.id };
+    // A fresh id per write: bytes of another object or of an older version of this one carry another.
+    const objectId = keyring && newObjectId();
+    if (keyring) {
+      const encryption: EncryptionRecord = { keyId: keyring.primary.id, objectId };
+      encoding.encryption = encryption;
+    }
     meta.encoding = encoding;
 
     let stream: AsyncIterable<Uint8Array> = resume(lead.drain(), ended ? undefined : iterator);
     if (compress) stream = countBytes(gzipStage(stream, level), onCompressed);
-    if (keyring) stream = encryptSegments(stream, keyring);
+    if (keyring && objectId) {
+      const binding: ObjectBinding = { key, kind: meta.kind, compression: encoding.compression };
+      // The original size is known once the source ended, which is before the final segment is sealed.
+      stream = encryptSegments(stream, { keyring, binding, objectId, originalSize: () => meta.size });
+    }
     yield* stream;
   }
 
@@ -159,6 +179,8 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
         return got;
       } catch (err) {
         if (!callerPinned && StorageError.is(err, Code.FailedPrecondition)) throw new ObjectChanged();
+        // The range was checked against the record, and this generation is the record's: its bytes are short.
+        if (StorageError.is(err, Code.OutOfRange)) throw dataLoss(`stored data of object "${key}" is shorter than its record says`, err);
         throw err;
       }
     };
@@ -168,48 +190,70 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
     if (range.offset > head.size) {
       throw new StorageError(Code.OutOfRange, `offset ${range.offset} is past the end of the object (${head.size} bytes)`);
     }
+    refuseUnencrypted(head);
     const want = Math.min(range.length ?? Infinity, head.size - range.offset);
     if (range.offset === 0 && want === head.size) {
       const got = await readStored();
       return { record: got.record, body: decodeWhole(got.record, got.body) };
     }
-    const { compression, encryption } = head.encoding;
+    const { compression } = head.encoding;
+    const encryption = encryptionOf(head);
     if (compression === undefined && encryption === undefined) {
       return readStored({ offset: range.offset, length: want });
     }
     if (encryption !== undefined) keyFor(keyring, encryption.keyId);
     if (want === 0) return { record: head, body: toBody([]) };
+    // A range that reaches the end reads on to the final segment, which binds the original size.
+    const toEnd = range.offset + want === head.size;
 
     if (compression !== undefined) {
       // gzip cannot seek: decode from the start, drop up to the offset, stop after the range.
       const got = await readStored();
       let stream: AsyncIterable<Uint8Array> = got.body;
-      if (encryption !== undefined) stream = decryptSegments(stream, { keyring });
-      return { record: got.record, body: toBody(slice(gunzipStage(stream), range.offset, want), got.body) };
+      if (encryption !== undefined) stream = decryptSegments(stream, decryptOptions(head, encryption));
+      return { record: got.record, body: toBody(slice(gunzipStage(stream), range.offset, want, toEnd), got.body) };
     }
-    // Encrypted only: read the header, then just the segments holding the range.
+    // Encrypted only: read the header (the longest one: every encrypted object
+    // is at least that long), then just the segments holding the range.
     const headerRead = await readStored({ offset: 0, length: HEADER_BYTES });
     const header = parseHeader(await readAll(headerRead.body, HEADER_BYTES));
-    const plan = planSegments(head.size, range.offset, want, header.segmentBytes);
+    checkHeader(header, encryption!, key);
+    const plan = planSegments(head.size, range.offset, want, { segmentBytes: header.segmentBytes, headerBytes: header.raw.length });
     const got = await readStored({ offset: plan.storedOffset, length: plan.storedLength });
     const { firstIndex, finalIndex, segmentCount } = plan;
-    const plain = decryptSegments(got.body, { keyring, header, firstIndex, finalIndex, segmentCount });
-    return { record: got.record, body: toBody(slice(plain, plan.skip, want), got.body) };
+    const plain = decryptSegments(got.body, { ...decryptOptions(head, encryption!), header, firstIndex, finalIndex, segmentCount });
+    return { record: got.record, body: toBody(slice(plain, plan.skip, want, toEnd), got.body) };
+  }
+
+  /** How the segments of the object `record` describes must decrypt. */
+  function decryptOptions(record: ObjectRecord, encryption: EncryptionRecord) {
+    const binding: ObjectBinding = { key: record.key, kind: record.kind, compression: record.encoding.compression };
+    return { keyring, binding, record: encryption, originalSize: record.size };
+  }
+
+  /** With encryption on, an object stored unencrypted is refused (DATA_LOSS naming its key) unless allowed. */
+  function refuseUnencrypted(record: ObjectRecord): void {
+    if (keyring === undefined || encryptionOf(record) !== undefined || opts.allowUnencryptedReads) return;
+    // Anyone who can write the bucket or the folder could have planted it.
+    throw dataLoss(
+      `object "${record.key}" is stored unencrypted but ENABLE_ENCRYPTION is on, so it is refused ` +
+        `(ALLOW_UNENCRYPTED_READS=true serves objects stored before encryption was turned on)`,
+    );
   }
 
   /** Decodes a whole stored object and checks the original size and CRC32C at its end. */
   function decodeWhole(record: ObjectRecord, body: Readable): Readable {
-    const { compression, encryption } = record.encoding;
+    const { compression } = record.encoding;
+    const encryption = encryptionOf(record);
     let stream: AsyncIterable<Uint8Array> = body;
-    if (encryption !== undefined) {
-      try {
-        keyFor(keyring, encryption.keyId);
-      } catch (err) {
-        body.destroy();
-        throw err;
-      }
-      stream = decryptSegments(stream, { keyring });
+    try {
+      refuseUnencrypted(record);
+      if (encryption !== undefined) keyFor(keyring, encryption.keyId);
+    } catch (err) {
+      body.destroy();
+      throw err;
     }
+    if (encryption !== undefined) stream = decryptSegments(stream, decryptOptions(record, encryption));
     if (compression !== undefined) stream = gunzipStage(stream);
     return toBody(verifyChecksum(stream, record.size, record.crc32c), body);
   }
@@ -280,10 +324,25 @@ async function* countBytes(source: AsyncIterable<Uint8Array>, onEnd: (bytes: num
   onEnd(bytes);
 }
 
-/** Bytes [skip, skip + length) of `source`; stops reading (and releases it) once they are out. */
-async function* slice(source: AsyncIterable<Uint8Array>, skip: number, length: number): AsyncGenerator<Uint8Array> {
+/**
+ * Bytes [skip, skip + length) of `source`; stops reading (and releases it)
+ * once they are out, unless `toEnd`: then the range ends the object, so the
+ * source is read to its end (its final segment must verify) before the last
+ * bytes are released, and anything after them is DATA_LOSS.
+ */
+async function* slice(
+  source: AsyncIterable<Uint8Array>,
+  skip: number,
+  length: number,
+  toEnd: boolean,
+): AsyncGenerator<Uint8Array> {
   let left = length;
+  let last: Uint8Array | undefined;
   for await (let chunk of source) {
+    if (last !== undefined) {
+      if (chunk.length > 0) throw dataLoss("stored data is longer than its recorded size");
+      continue;
+    }
     if (skip >= chunk.length) {
       skip -= chunk.length;
       continue;
@@ -291,13 +350,24 @@ async function* slice(source: AsyncIterable<Uint8Array>, skip: number, length: n
     chunk = chunk.subarray(skip);
     skip = 0;
     if (chunk.length >= left) {
-      yield chunk.subarray(0, left);
-      return;
+      if (!toEnd) {
+        yield chunk.subarray(0, left);
+        return;
+      }
+      if (chunk.length > left) throw dataLoss("stored data is longer than its recorded size");
+      last = chunk;
+      continue;
     }
     left -= chunk.length;
     yield chunk;
   }
-  if (left > 0) throw dataLoss("stored data ended before the requested range");
+  if (last === undefined) throw dataLoss("stored data ended before the requested range");
+  yield last;
+}
+
+/** The encryption entry of a record, with the object id format 2 adds. */
+function encryptionOf(record: ObjectRecord): EncryptionRecord | undefined {
+  return record.encoding.encryption as EncryptionRecord | undefined;
 }
 
 async function* verifyChecksum(source: AsyncIterable<Uint8Array>, size: number, expectedCrc: number) {

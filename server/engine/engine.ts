@@ -90,6 +90,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
     createCodecBackend(inner, {
       compression: { enabled: config.enableCompression, thresholdBytes: config.compressionThresholdBytes },
       encryption: keyring,
+      allowUnencryptedReads: config.allowUnencryptedReads,
       maxJsonBytes: config.maxJsonBytes,
       onCompressionSaved: events.onCompressionSaved,
     });
