@@ -35,8 +35,9 @@ export type JsonObject = { [k: string]: JsonValue };
 export interface Encoding {
   /** "gzip" when the stored bytes are gzip-compressed. */
   compression?: "gzip";
-  /** Present when the stored bytes are encrypted (see server/codec). */
-  encryption?: { keyId: string };
+  /** Present when the stored bytes are encrypted (see server/codec): the key's id and, from
+   * format 2 on, the random id of this version that its segments are bound to. */
+  encryption?: { keyId: string; objectId?: string };
 }
 
 /** What a caller says about an object when writing it. */

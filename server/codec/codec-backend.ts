@@ -367,7 +367,7 @@ async function* slice(
 
 /** The encryption entry of a record, with the object id format 2 adds. */
 function encryptionOf(record: ObjectRecord): EncryptionRecord | undefined {
-  return record.encoding.encryption as EncryptionRecord | undefined;
+  return record.encoding.encryption;
 }
 
 async function* verifyChecksum(source: AsyncIterable<Uint8Array>, size: number, expectedCrc: number) {
