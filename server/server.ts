@@ -16,6 +16,7 @@ import { createAuthorizer, type Authorizer } from "./auth/authorizer.js";
 import { insecureListenGaps } from "./auth/listen-policy.js";
 import { readTokenFile, TokenFileError, type TokenFile } from "./auth/token-file.js";
 import { listenPolicyInput, type Config } from "./config.js";
+import type { FsFaults } from "./backends/fs-backend.js";
 import { createEngine, type Engine } from "./engine/engine.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createMetrics, serveMetrics, type Metrics } from "./metrics.js";
@@ -44,7 +45,14 @@ export type ReloadResult = { reloaded: true; entries: number } | { reloaded: fal
 
 const SERVICE_NAME = FileStorageService.typeName;
 
-export async function startServer(config: Config, opts: { logger?: Logger } = {}): Promise<RunningServer> {
+/** Options of startServer beyond the Config: what tests inject. */
+export interface ServerOptions {
+  logger?: Logger;
+  /** Fault injection into the local tier's group commit (tests only). */
+  fsFaults?: FsFaults;
+}
+
+export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
   const log = opts.logger ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const engine = await createEngine(config, {
@@ -55,7 +63,7 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
     onCacheMiss: () => metrics.cacheMiss(),
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
     log,
-  });
+  }, { fsFaults: opts.fsFaults });
   metrics.setProviders({
     cache: () => engine.status().cache,
     replication: () => engine.status().pending,

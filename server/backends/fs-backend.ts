@@ -309,6 +309,8 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
   let commitQueue: CommitJob[] = [];
   const commitBatch = db.transaction((jobs: CommitJob[]) =>
     jobs.map((job, index) => {
+      // Never run a job outside the shared transaction (see below).
+      if (!db.inTransaction) throw new BatchRolledBack(new Error("the transaction ended before the batch did"));
       try {
         opts.faults?.beforeCommitJob?.(index, jobs.length, (text) => db.exec(text));
         return { ok: true as const, value: job.run() };

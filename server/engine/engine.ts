@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
 import { BufferedSource, type Backend, type GetOptions, type ObjectRecord, type Outbox, type PutMeta, type PutOptions, type DeleteOptions } from "../backends/backend.js";
-import { createFsBackend } from "../backends/fs-backend.js";
+import { createFsBackend, type FsFaults } from "../backends/fs-backend.js";
 import type { GcsBackend } from "../backends/gcs-backend.js";
 import { createCacheBackend } from "../cache/cache-backend.js";
 import { createCodecBackend, createKeyring } from "../codec/codec-backend.js";
@@ -82,7 +82,7 @@ export const DEFAULT_PAGE_SIZE = 1000;
 const UPLOAD_PART_MAX_AGE_MS = 24 * 3600 * 1000;
 export const MAX_PAGE_SIZE = 10000;
 
-export async function createEngine(config: Config, events: EngineEvents = {}): Promise<Engine> {
+export async function createEngine(config: Config, events: EngineEvents = {}, hooks: { fsFaults?: FsFaults } = {}): Promise<Engine> {
   const keyring = config.enableEncryption && config.encryptionKey
     ? createKeyring({ primary: config.encryptionKey, previous: config.encryptionPreviousKeys })
     : undefined;
@@ -95,7 +95,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
       onCompressionSaved: events.onCompressionSaved,
     });
 
-  const localRaw = await createFsBackend({ root: config.localStoragePath, minFreeBytes: config.localMinFreeBytes });
+  const localRaw = await createFsBackend({ root: config.localStoragePath, minFreeBytes: config.localMinFreeBytes, faults: hooks.fsFaults });
   // The same id the local tier stamps on its own writes (write-origin.ts).
   const writer = localRaw.identity("writer-id", () => randomUUID());
   let top: Backend;

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { loadConfig } from "../../server/config.js";
 import { createLogger, type Logger } from "../../server/logger.js";
-import { startServer, type RunningServer } from "../../server/server.js";
+import { startServer, type RunningServer, type ServerOptions } from "../../server/server.js";
 
 export interface TestDaemon {
   address: string;
@@ -18,12 +18,12 @@ export interface TestDaemon {
 }
 
 /** Starts a daemon with env-style `overrides`; `opts.logger` replaces the default (silent) logger, e.g. to read the log. */
-export async function startDaemon(overrides: Record<string, string> = {}, opts: { logger?: Logger } = {}): Promise<TestDaemon> {
+export async function startDaemon(overrides: Record<string, string> = {}, opts: Omit<ServerOptions, "logger"> & { logger?: Logger } = {}): Promise<TestDaemon> {
   const storagePath = overrides.LOCAL_STORAGE_PATH ?? (await fs.mkdtemp(path.join(os.tmpdir(), "fs-daemon-")));
   const config = loadConfig({
     env: { LISTEN_ADDRESS: "127.0.0.1:0", METRICS_PORT: "0", LOG_LEVEL: "fatal", ...overrides, LOCAL_STORAGE_PATH: storagePath },
   });
-  const server = await startServer(config, { logger: opts.logger ?? createLogger(config.logLevel) });
+  const server = await startServer(config, { ...opts, logger: opts.logger ?? createLogger(config.logLevel) });
   return {
     address: server.address,
     storagePath,
