@@ -18,6 +18,7 @@ import { makeTempDir, type TempDir } from "./support/temp-dir.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { hasLiveObject, hasTombstone, liveNames } from "./support/gcs-objects.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
+import { startHttpFaultProxy, type HttpFaultProxy } from "./support/http-fault-proxy.js";
 import { codeOf } from "./support/expect-failure.js";
 
 const BUCKET = "fs-rpc-gcs";
@@ -252,5 +253,47 @@ describe("the chain while changes wait in the outbox (GCS up, replicator not run
     const rolled = await chain.list({ prefix: "m/", limit: 100, delimiter: "/" });
     expect(rolled.objects.map((o) => o.key)).toEqual(["m/a", "m/b", "m/c", "m/g"]);
     expect(rolled.prefixes).toEqual(["m/x/", "m/y/"]);
+  });
+});
+
+describe("GCS failing one kind of request (an HTTP proxy that fails them)", () => {
+  let proxy: HttpFaultProxy;
+  let viaProxy: TestDaemon;
+  let proxied: FileStorageClient;
+  const bucket = "fs-rpc-gcs-faults";
+  beforeAll(async () => {
+    proxy = await startHttpFaultProxy(gcs.port);
+    viaProxy = await startDaemon({
+      GCS_BUCKET_NAME: bucket,
+      GCS_PROJECT_ID: "test",
+      GCS_API_ENDPOINT: proxy.url,
+      MAX_RETRIES: "1",
+      TIMEOUT_SECONDS: "5",
+    });
+    proxied = new FileStorageClient(viaProxy.address, { retries: 0 });
+  });
+  afterAll(async () => {
+    proxied?.close();
+    await viaProxy?.stop();
+    await proxy?.close();
+  });
+  afterEach(() => proxy.fail(undefined));
+
+  test("a streamed upload whose final step fails keeps the key's last acknowledged version and leaves no upload part", async () => {
+    await proxied.store("faults/k", "version 1");
+    // The step that gives a streamed upload its final metadata: the compose (the old code's metadata PATCH).
+    proxy.fail((r) => (r.method === "POST" && r.url.includes("/compose")) || r.method === "PATCH");
+    const big = randomBytes(12 * 1024 * 1024);
+    const err = await codeOf(proxied.upload("faults/k", [big], { kind: "bytes" }));
+    expect(["UNAVAILABLE", "INTERNAL"]).toContain(err);
+    proxy.fail(undefined);
+    expect(await proxied.retrieve("faults/k")).toBe("version 1");
+    expect((await sdk.bucket(bucket).file("faults/k").download())[0].toString()).toBe("version 1");
+    const [parts] = await sdk.bucket(bucket).getFiles({ prefix: ".filestorage/uploads/" });
+    expect(parts.map((f) => f.name)).toEqual([]);
+    // Once GCS answers again the same upload goes through, whole and verified.
+    await proxied.upload("faults/k", [big], { kind: "bytes" });
+    expect((await proxied.retrieve<Buffer>("faults/k"))!.equals(big)).toBe(true);
+    expect(await liveNames(sdk.bucket(bucket), ".filestorage/")).toEqual([]);
   });
 });

@@ -1,0 +1,68 @@
+/**
+ * An HTTP proxy in front of a real peer (the GCS emulator) that counts the
+ * requests passing through and can fail chosen ones, so a test can prove how
+ * many GCS requests a call costs and what the daemon does when one kind of
+ * request fails while the others succeed.
+ */
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface ProxiedRequest {
+  method: string;
+  /** Path and query, e.g. /storage/v1/b/bkt/o/key?alt=media */
+  url: string;
+}
+
+export interface HttpFaultProxy {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** Every request forwarded or failed so far, in order. */
+  readonly requests: ProxiedRequest[];
+  /** Fails (with `status`) every request `match` accepts, until cleared with `fail(undefined)`. */
+  fail(match: ((req: ProxiedRequest) => boolean) | undefined, status?: number): void;
+  close(): Promise<void>;
+}
+
+export async function startHttpFaultProxy(targetPort: number): Promise<HttpFaultProxy> {
+  const requests: ProxiedRequest[] = [];
+  let failing: { match: (req: ProxiedRequest) => boolean; status: number } | undefined;
+  const agent = new http.Agent({ keepAlive: true });
+  let port = 0;
+  const server = http.createServer((req, res) => {
+    const seen = { method: req.method ?? "GET", url: req.url ?? "/" };
+    requests.push(seen);
+    if (failing?.match(seen)) {
+      req.resume();
+      res.writeHead(failing.status, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: failing.status, message: "injected by the test proxy" } }));
+      return;
+    }
+    const upstream = http.request(
+      { host: "127.0.0.1", port: targetPort, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${targetPort}` }, agent },
+      (up) => {
+        // A resumable upload's session URL names the emulator: send the rest of the upload through us too.
+        const headers = { ...up.headers };
+        if (typeof headers.location === "string") headers.location = headers.location.replace(`127.0.0.1:${targetPort}`, `127.0.0.1:${port}`);
+        res.writeHead(up.statusCode ?? 502, headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    fail(match, status = 503) {
+      failing = match && { match, status };
+    },
+    close: () =>
+      new Promise((resolve) => {
+        agent.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
