@@ -43,6 +43,7 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
     onReplicated: (op) => metrics.replicated(op),
     onCacheHit: () => metrics.cacheHit(),
     onCacheMiss: () => metrics.cacheMiss(),
+    onCacheRejectedFrame: () => metrics.cacheRejectedFrame(),
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
     log,
   });
