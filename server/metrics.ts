@@ -56,6 +56,8 @@ export interface Metrics {
   /** Called by the cache layer on every lookup. */
   cacheHit(): void;
   cacheMiss(): void;
+  /** A shared-cache frame failed authentication and was treated as a miss. */
+  cacheRejectedFrame(): void;
   /** Original bytes minus stored bytes of a compressed object. */
   compressionSaved(bytes: number): void;
   /** A write that went to the local tier because GCS was unavailable. */
@@ -93,6 +95,11 @@ export function createMetrics(): Metrics {
   const sent = new Counter({ name: "fs_bytes_sent_total", help: "Object bytes sent", registers });
   const hits = new Counter({ name: "fs_cache_hits_total", help: "Cache lookups that found the object", registers });
   const misses = new Counter({ name: "fs_cache_misses_total", help: "Cache lookups that missed", registers });
+  const rejectedFrames = new Counter({
+    name: "fs_cache_rejected_frames_total",
+    help: "Shared-cache frames that failed authentication (treated as misses)",
+    registers,
+  });
   const saved = new Counter({
     name: "fs_compression_saved_bytes_total",
     help: "Bytes saved by compression (original minus stored)",
@@ -173,6 +180,7 @@ export function createMetrics(): Metrics {
     bytesSent: (n) => sent.inc(n),
     cacheHit: () => hits.inc(),
     cacheMiss: () => misses.inc(),
+    cacheRejectedFrame: () => rejectedFrames.inc(),
     compressionSaved: (bytes) => saved.inc(bytes),
     fallbackWrite: () => fallbackWrites.inc(),
     replicated: (op) => replicatedTotal.inc({ op }),

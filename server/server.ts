@@ -61,6 +61,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     onReplicated: (op) => metrics.replicated(op),
     onCacheHit: () => metrics.cacheHit(),
     onCacheMiss: () => metrics.cacheMiss(),
+    onCacheRejectedFrame: () => metrics.cacheRejectedFrame(),
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
     log,
   }, { fsFaults: opts.fsFaults });

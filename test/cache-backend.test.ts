@@ -3,6 +3,7 @@ import { Readable } from "node:stream";
 import { createClient } from "@redis/client";
 import type { Backend, PutMeta } from "../server/backends/backend.js";
 import { createCacheBackend, type CacheBackend, type CacheOptions } from "../server/cache/cache-backend.js";
+import { fixedCacheKey } from "../server/cache/cache-key.js";
 import { createMemoryBackend as createMapBackend, createMemoryBucket as createMapBucket, type MemoryBucket as MapBucket } from "./support/memory-backend.js";
 import { startRedis, type RedisServer } from "./support/redis.js";
 
@@ -58,6 +59,11 @@ function gated(inner: Backend): { backend: Backend; hold(): () => void } {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** One store's shared-cache options: its namespace and its frame key. */
+function sharedStore(namespace: string, key = fixedCacheKey(randomBytes(32))) {
+  return { url: redis.url, namespace, key };
+}
+
 let redis: RedisServer;
 beforeAll(async () => {
   redis = await startRedis();
@@ -82,8 +88,7 @@ describe.each(["memory", "redis"] as const)("cache backend (%s store)", (mode) =
       maxBytes: 1024 * 1024,
       ttlMs: 60_000,
       maxObjectBytes: 64 * 1024,
-      url: mode === "redis" ? redis.url : undefined,
-      namespace,
+      shared: mode === "redis" ? sharedStore(namespace) : undefined,
       ...opts,
     });
     opened.push(cache);
@@ -224,7 +229,7 @@ describe("cache backend over Redis", () => {
   test("stores raw bytes: all 256 byte values round-trip, frame is data plus a small header", async () => {
     const namespace = `raw-${randomUUID()}`;
     const inner = createMapBackend();
-    const opts = { maxBytes: 1 << 20, ttlMs: 60_000, maxObjectBytes: 1 << 20, url: redis.url, namespace };
+    const opts = { maxBytes: 1 << 20, ttlMs: 60_000, maxObjectBytes: 1 << 20, shared: sharedStore(namespace) };
     const a = await createCacheBackend(inner, opts);
     opened.push(a);
     const data = Buffer.concat(Array.from({ length: 64 }, () => Buffer.from(Array.from({ length: 256 }, (_, i) => i))));
@@ -254,7 +259,7 @@ describe("cache backend over Redis", () => {
     const bucket: MapBucket = createMapBucket();
     const innerA = createMapBackend(bucket);
     const { backend: innerB, hold } = gated(createMapBackend(bucket));
-    const opts = { maxBytes: 1 << 20, ttlMs: 60_000, maxObjectBytes: 1 << 20, url: redis.url, namespace };
+    const opts = { maxBytes: 1 << 20, ttlMs: 60_000, maxObjectBytes: 1 << 20, shared: sharedStore(namespace) };
     const a = await createCacheBackend(innerA, opts);
     const b = await createCacheBackend(innerB, opts);
     opened.push(a, b);

@@ -14,7 +14,7 @@
  * - A write A made while it could not reach GCS lives on A's disk only: B
  *   sees the older GCS version until A's replicator copied it.
  */
-import * as net from "node:net";
+import { startProxy } from "./support/tcp-proxy.js";
 import { FileStorageClient } from "../client/src/index.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
@@ -138,40 +138,6 @@ describe("shared Redis cache", () => {
   });
 });
 
-/** A TCP proxy to the emulator that can be cut and restored (a partition of one daemon). */
-async function startProxy(targetPort: number): Promise<{ url: string; cut(): void; restore(): void; close(): Promise<void> }> {
-  let open = true;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((down) => {
-    if (!open) return void down.destroy();
-    const up = net.connect(targetPort, "127.0.0.1");
-    const end = () => {
-      down.destroy();
-      up.destroy();
-      sockets.delete(down);
-      sockets.delete(up);
-    };
-    sockets.add(down).add(up);
-    for (const s of [down, up]) s.on("error", end).on("close", end);
-    down.pipe(up);
-    up.pipe(down);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const cut = () => {
-    open = false;
-    for (const s of sockets) s.destroy();
-    sockets.clear();
-  };
-  return {
-    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    cut,
-    restore: () => void (open = true),
-    close: () => {
-      cut();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 test("a write A made while cut off from GCS is invisible to B until A replicated it", async () => {
   const proxy = await startProxy(gcs.port);

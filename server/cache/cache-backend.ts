@@ -2,12 +2,23 @@
  * The cache layer: a Backend that wraps another and keeps small objects in a
  * cache store (in-memory LRU bounded in bytes, or a shared Redis).
  *
+ * Where it sits (engine.ts): the in-memory cache above the codec (it holds
+ * original bytes, private to the process); the shared Redis cache under the
+ * codec, right above the raw tier (it holds stored bytes: compressed and
+ * encrypted exactly as at rest, never plaintext of an encrypted store). The
+ * layer does not care which: `holds` says whether its inner get returns
+ * original bytes (entries checked against record.size) or stored bytes
+ * (record.storedSize). Either way it keeps the record its inner backend gave,
+ * so callers above see the same records (original size and CRC32C, stored
+ * size, encoding) whether an answer came from the cache or not.
+ *
  * - get (whole object, or a range of a cached one) and head are served from
  *   the cache on a hit. On a miss the inner get's bytes are teed while the
  *   caller reads and cached only when the stream ended successfully with
- *   exactly `record.size` bytes (the cache holds what its inner get returns:
- *   through the codec, the original bytes). Objects above `maxObjectBytes`
- *   are never held: collecting stops as soon as the limit is passed.
+ *   exactly the record's size of those bytes (the cache holds what its inner
+ *   get returns). Ranges are in the same bytes, so a range of a cached object
+ *   is a slice. Objects above `maxObjectBytes` (of those bytes) are never
+ *   held: collecting stops as soon as the limit is passed.
  * - Records with expiresAt <= now are never served from the cache, and an
  *   entry never outlives its record's expiresAt.
  * - put / delete invalidate after the inner call resolved (durable); a small
@@ -26,19 +37,21 @@ import { BufferedSource, type Backend, type DeleteOptions, type GetOptions, type
 import { Code, StorageError } from "../storage-error.js";
 import type { CachedObject, CacheStore } from "./cache-store.js";
 import { createMemoryCacheStore } from "./memory-cache-store.js";
-import { createRedisCacheStore } from "./redis-cache-store.js";
+import { createRedisCacheStore, type RedisCacheStoreOptions } from "./redis-cache-store.js";
 
 export interface CacheOptions {
   /** Bound of the cache in bytes (data plus record estimate). */
   maxBytes: number;
   /** How long an entry may be served, in milliseconds. */
   ttlMs: number;
-  /** Admission limit: larger objects are never cached. */
+  /** Admission limit: larger objects (in the bytes held) are never cached. */
   maxObjectBytes: number;
-  /** redis://... for a cache shared by several daemons; in-memory without. */
-  url?: string;
-  /** Key prefix in the store (several deployments on one Redis). */
-  namespace?: string;
+  /** What the inner get returns: "original" bytes (above the codec, the
+   * default) or "stored" bytes (under it, on a raw tier). */
+  holds?: "original" | "stored";
+  /** A cache shared by several daemons of one store (Redis, CACHE_URL);
+   * in-memory without. */
+  shared?: Omit<RedisCacheStoreOptions, "maxBytes" | "ttlMs">;
   /** Called on every get/head answered by the cache (metrics). */
   onHit?: () => void;
   /** Called on every get/head the cache could not answer (metrics). */
@@ -66,11 +79,13 @@ interface Fill {
 // Cached bodies are sent in pieces of this size (views, not copies).
 const BODY_CHUNK = 1024 * 1024;
 
-/** Wraps `inner` with a cache; connects to Redis first when `opts.url` is set. */
+/** Wraps `inner` with a cache; connects to Redis first when `opts.shared` is set (UNAVAILABLE when unreachable). */
 export async function createCacheBackend(inner: Backend, opts: CacheOptions): Promise<CacheBackend> {
-  const store: CacheStore = opts.url
-    ? await createRedisCacheStore({ url: opts.url, maxBytes: opts.maxBytes, ttlMs: opts.ttlMs, namespace: opts.namespace })
-    : createMemoryCacheStore({ maxBytes: opts.maxBytes, ttlMs: opts.ttlMs, namespace: opts.namespace });
+  const store: CacheStore = opts.shared
+    ? await createRedisCacheStore({ ...opts.shared, maxBytes: opts.maxBytes, ttlMs: opts.ttlMs })
+    : createMemoryCacheStore({ maxBytes: opts.maxBytes, ttlMs: opts.ttlMs });
+  // The length of the bytes an entry holds, by the record its inner backend gave.
+  const heldSize = (record: ObjectRecord) => (opts.holds === "stored" ? record.storedSize : record.size);
   const fills = new Map<string, Set<Fill>>();
   let hits = 0;
   let misses = 0;
@@ -162,7 +177,7 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
         unregister(key, fill);
         throw err;
       }
-      if (!got || got.record.size > opts.maxObjectBytes || isExpired(got.record)) {
+      if (!got || heldSize(got.record) > opts.maxObjectBytes || isExpired(got.record)) {
         unregister(key, fill);
         return got;
       }
@@ -178,7 +193,7 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
         },
         flush(done) {
           // The inner stream ended successfully: cache it before the caller sees the end.
-          if (!chunks || length !== record.size) return done();
+          if (!chunks || length !== heldSize(record)) return done();
           const entry = { record: { ...record }, bytes: Buffer.concat(chunks, length) };
           chunks = undefined;
           admit(key, fill, entry).then(() => done(), () => done());
@@ -234,7 +249,7 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
         unregister(key, fill);
         throw err;
       }
-      if (chunks && length === record.size && !fill.cancelled) {
+      if (chunks && length === heldSize(record) && !fill.cancelled) {
         await admit(key, fill, { record: { ...record }, bytes: Buffer.concat(chunks, length) });
       } else {
         unregister(key, fill);

@@ -1,10 +1,18 @@
 /**
  * The shared cache store: one Redis for several daemons (CACHE_URL).
  *
- * Values are binary frames: [4-byte big-endian length][record JSON, generation
- * as a string][raw bytes], so a cached object costs its size plus a small
- * header, never base64 or JSON inflation. The client maps RESP blob strings
- * to Buffer, so GET hands the frame back byte for byte.
+ * Values are authenticated binary frames (cache-frame.ts): an HMAC with the
+ * store's key (cache-key.ts) over the Redis key and the whole frame, then the
+ * record JSON and the raw bytes, so a cached object costs its size plus a
+ * small header, never base64 or JSON inflation. The client maps RESP blob
+ * strings to Buffer, so GET hands the frame back byte for byte. A frame that
+ * fails its check (planted, altered, moved to another key, copied from
+ * another store's namespace, or malformed) is a miss, counted through
+ * `onRejectedFrame` and logged at warn at most once a minute. Every Redis key
+ * starts with the store's namespace (cache-namespace.ts).
+ * While the store's key is unknown (`key.current()` undefined) the store is
+ * bypassed: every get is a miss and fills are skipped, but invalidations are
+ * still sent, so other daemons of the store never serve what this one replaced.
  *
  * Why @redis/client directly and not keyv + @keyv/redis here: keyv's write
  * path gives the store either its JSON-serialized string or, with serialize
@@ -31,6 +39,9 @@
  *   until the entry's TTL.
  * - The floor lives one TTL; the cache layer drops fills of reads that began
  *   longer ago than that, so an expired floor cannot let a slow read in.
+ * - Floors are not authenticated: someone who can write Redis can delete
+ *   floors and entries (misses, or a racing fill let in) or put back an older
+ *   authentic frame of the same key until that frame's own lifetime ends.
  *
  * Accounting: entries/bytes count the frames this daemon stored that have
  * not expired, been invalidated or been seen missing by this daemon. That
@@ -41,7 +52,9 @@
 import { createClient, RESP_TYPES } from "@redis/client";
 import { LRUCache } from "lru-cache";
 import { unavailable } from "../storage-error.js";
-import { recordFromJson, recordToJson, type CachedObject, type CacheStore } from "./cache-store.js";
+import { decodeFrame, encodeFrame } from "./cache-frame.js";
+import type { CacheKey } from "./cache-key.js";
+import type { CacheStore } from "./cache-store.js";
 
 // Both scripts compare generations as decimal strings (length, then text):
 // GCS generations can exceed Lua's exact integer range.
@@ -65,13 +78,25 @@ redis.call('SET', KEYS[2], new, 'PX', ARGV[2])
 redis.call('DEL', KEYS[1])
 return 1`;
 
-/** Connects to `url` (redis://...) and returns the store; UNAVAILABLE when unreachable. */
-export async function createRedisCacheStore(opts: {
+/** Typed options of the shared store. */
+export interface RedisCacheStoreOptions {
   url: string;
   maxBytes: number;
   ttlMs: number;
-  namespace?: string;
-}): Promise<CacheStore> {
+  /** The store's namespace (cacheNamespace()): the prefix of every Redis key. */
+  namespace: string;
+  /** The store's frame key; undefined while unknown (the store is bypassed then). */
+  key: CacheKey;
+  /** Called for every frame that failed its check (metrics). */
+  onRejectedFrame?: () => void;
+  log?: { warn(obj: object, msg: string): void };
+}
+
+/** Rejected frames are logged at most this often (with the count since the last line). */
+const REJECTED_LOG_INTERVAL_MS = 60_000;
+
+/** Connects to `url` (redis://...) and returns the store; UNAVAILABLE when unreachable. */
+export async function createRedisCacheStore(opts: RedisCacheStoreOptions): Promise<CacheStore> {
   const client = createClient({
     url: opts.url,
     // Fail fast while disconnected instead of queueing: a cache must not stall reads,
@@ -89,7 +114,7 @@ export async function createRedisCacheStore(opts: {
     throw unavailable("cannot connect to the shared cache (CACHE_URL)", err);
   }
 
-  const ns = opts.namespace ?? "filestorage-cache";
+  const ns = opts.namespace;
   const entryKey = (key: string) => `${ns}:v:${key}`;
   const floorKey = (key: string) => `${ns}:f:${key}`;
   // This daemon's share: key -> frame size, least recently used evicted (and unlinked) first.
@@ -102,11 +127,29 @@ export async function createRedisCacheStore(opts: {
     },
   });
 
+  let rejectedSinceLog = 0;
+  let lastRejectedLog = -Infinity;
+  function rejected(reason: string): void {
+    opts.onRejectedFrame?.();
+    rejectedSinceLog++;
+    const now = Date.now();
+    if (now - lastRejectedLog < REJECTED_LOG_INTERVAL_MS) return;
+    opts.log?.warn(
+      { rejected: rejectedSinceLog, reason },
+      "shared cache: frames that failed authentication were treated as misses (written by something other than a daemon of this store?)",
+    );
+    lastRejectedLog = now;
+    rejectedSinceLog = 0;
+  }
+
   return {
     async get(key) {
+      const hmacKey = opts.key.current();
+      if (hmacKey === undefined) return undefined; // bypassed until the store's key is known
+      const redisKey = entryKey(key);
       let frame: Buffer | null;
       try {
-        frame = (await client.get(entryKey(key))) as Buffer | null;
+        frame = (await client.get(redisKey)) as Buffer | null;
       } catch {
         return undefined; // a cache that cannot answer is a miss
       }
@@ -114,17 +157,26 @@ export async function createRedisCacheStore(opts: {
         mine.delete(key);
         return undefined;
       }
+      const verdict = decodeFrame(frame, { key: hmacKey, redisKey, objectKey: key });
+      if (!verdict.ok) {
+        mine.delete(key); // whatever this daemon stored there is gone
+        if (verdict.reason !== "expired") rejected(verdict.reason);
+        return undefined;
+      }
       mine.get(key); // refresh recency
-      return decodeFrame(frame);
+      return verdict.entry;
     },
 
     async set(key, entry, ttlMs) {
-      const frame = encodeFrame(entry);
+      const hmacKey = opts.key.current();
+      if (hmacKey === undefined) return;
+      const redisKey = entryKey(key);
+      const frame = encodeFrame(entry, { key: hmacKey, redisKey, cachedUntil: Date.now() + ttlMs });
       if (frame.length > opts.maxBytes) return;
       mine.set(key, frame.length, { ttl: ttlMs }); // may evict (unlink) older entries first
       try {
         const stored = await client.eval(FILL_SCRIPT, {
-          keys: [entryKey(key), floorKey(key)],
+          keys: [redisKey, floorKey(key)],
           arguments: [frame, entry.record.generation.toString(), String(Math.max(1, Math.floor(ttlMs)))],
         });
         if (stored !== 1) mine.delete(key);
@@ -156,19 +208,4 @@ export async function createRedisCacheStore(opts: {
       else client.destroy();
     },
   };
-}
-
-/** [4-byte big-endian JSON length][record JSON][raw bytes]. */
-export function encodeFrame(entry: CachedObject): Buffer {
-  const json = Buffer.from(recordToJson(entry.record), "utf8");
-  const header = Buffer.allocUnsafe(4);
-  header.writeUInt32BE(json.length, 0);
-  return Buffer.concat([header, json, entry.bytes], 4 + json.length + entry.bytes.length);
-}
-
-/** The inverse of encodeFrame; the bytes are a view of `frame`, not a copy. */
-export function decodeFrame(frame: Buffer): CachedObject {
-  const length = frame.readUInt32BE(0);
-  const record = recordFromJson(frame.subarray(4, 4 + length).toString("utf8"));
-  return { record, bytes: frame.subarray(4 + length) };
 }

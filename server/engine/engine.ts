@@ -3,18 +3,29 @@
  * from the configuration and adds what belongs above every backend: object
  * size limits, quotas, expiry, page tokens and status.
  *
- *   cache? -> chain(codec -> GCS, codec -> local + outbox)   with GCS_BUCKET_NAME
- *   cache? -> codec -> local                                  without (embedded)
+ *   memcache? -> chain(codec -> GCS, codec -> local + outbox)   with GCS_BUCKET_NAME
+ *   memcache? -> codec -> local                                  without (embedded)
+ * or, with a shared cache (CACHE_URL):
+ *   chain(codec -> rediscache -> GCS, codec -> local + outbox)
+ *   codec -> rediscache -> local
  *
  * The codec sits under the chain, once per tier, so a unary write can be
  * replayed on the fallback and the replicator copies stored bytes as they are.
+ * The in-memory cache is on top: original bytes, private to the process. The
+ * Redis cache is under the codec: it holds stored bytes (encrypted when
+ * encryption is on), namespaced by the store and authenticated with the
+ * store's key; the fallback tier holds only pending copies, never cached, and
+ * the replicator writes through the Redis-cached primary so its copies and
+ * deletes invalidate the shared entries.
  */
 import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
 import { BufferedSource, type Backend, type GetOptions, type ObjectRecord, type Outbox, type PutMeta, type PutOptions, type DeleteOptions } from "../backends/backend.js";
 import { createFsBackend, type FsFaults } from "../backends/fs-backend.js";
 import type { GcsBackend } from "../backends/gcs-backend.js";
-import { createCacheBackend } from "../cache/cache-backend.js";
+import { createCacheBackend, type CacheBackend, type CacheOptions } from "../cache/cache-backend.js";
+import { localCacheKey, tierCacheKey, type CacheKey } from "../cache/cache-key.js";
+import { cacheNamespace } from "../cache/cache-namespace.js";
 import { createCodecBackend, createKeyring } from "../codec/codec-backend.js";
 import type { Config } from "../config.js";
 import { checkKey, checkPrefix } from "../keys.js";
@@ -47,6 +58,8 @@ export interface EngineEvents {
   /** A get/head answered by the cache / not answered by it. */
   onCacheHit?: () => void;
   onCacheMiss?: () => void;
+  /** A shared-cache frame failed authentication (a miss). */
+  onCacheRejectedFrame?: () => void;
   log?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
 
@@ -81,6 +94,8 @@ export const DEFAULT_PAGE_SIZE = 1000;
 /** An upload part in the bucket older than this was left by a crash (uploads of a day are not expected). */
 const UPLOAD_PART_MAX_AGE_MS = 24 * 3600 * 1000;
 export const MAX_PAGE_SIZE = 10000;
+/** While the store's shared-cache key is unknown, a lookup tries to load it at most this often. */
+const CACHE_KEY_RETRY_MS = 2000;
 
 export async function createEngine(config: Config, events: EngineEvents = {}, hooks: { fsFaults?: FsFaults } = {}): Promise<Engine> {
   const keyring = config.enableEncryption && config.encryptionKey
@@ -94,6 +109,23 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
       maxJsonBytes: config.maxJsonBytes,
       onCompressionSaved: events.onCompressionSaved,
     });
+
+  const cacheOpts: CacheOptions = {
+    maxBytes: config.maxCacheSizeMb * 1024 * 1024,
+    ttlMs: config.cacheTtlSeconds * 1000,
+    maxObjectBytes: config.cacheMaxObjectBytes,
+    onHit: events.onCacheHit,
+    onMiss: events.onCacheMiss,
+  };
+  const cacheUrl = config.enableCache ? config.cacheUrl : undefined;
+  let cache: CacheBackend | undefined;
+  /** The shared cache right above a raw tier: it holds stored bytes. */
+  const sharedCache = async (raw: Backend, namespace: string, key: CacheKey) =>
+    (cache = await createCacheBackend(raw, {
+      ...cacheOpts,
+      holds: "stored",
+      shared: { url: cacheUrl!, namespace, key, onRejectedFrame: events.onCacheRejectedFrame, log: events.log },
+    }));
 
   const localRaw = await createFsBackend({ root: config.localStoragePath, minFreeBytes: config.localMinFreeBytes, faults: hooks.fsFaults });
   // The same id the local tier stamps on its own writes (write-origin.ts).
@@ -139,10 +171,22 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
       }
       events.log?.warn({ err }, "GCS is unreachable at start-up: serving from the local tier until it answers");
     }
+    let primaryRaw: Backend = gcsRaw;
+    if (cacheUrl) {
+      try {
+        // Read now only if GCS answered just now: no start-up wait on a dead GCS.
+        const key = await tierCacheKey(gcsRaw, { tryNow: breaker.state === "closed", retryMs: CACHE_KEY_RETRY_MS, log: events.log });
+        primaryRaw = await sharedCache(gcsRaw, cacheNamespace({ bucket: config.gcsBucketName }), key);
+      } catch (err) {
+        await gcsRaw.close();
+        await localRaw.close();
+        throw err;
+      }
+    }
     const fallback = codec(localRaw) as Backend & { outbox: Outbox };
     outbox = localRaw.outbox;
     top = createChainBackend({
-      primary: codec(gcsRaw),
+      primary: codec(primaryRaw),
       fallback,
       breaker,
       fallbackEnabled: config.enableLocalFallback,
@@ -150,7 +194,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
       onFallback: events.onFallback,
     });
     replicator = startReplicator({
-      primary: gcsRaw,
+      primary: primaryRaw,
       fallback: localRaw,
       breaker,
       intervalMs: config.replicationIntervalMs,
@@ -162,21 +206,21 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
       events.onBreakerState?.(state);
       if (state === "closed") kick();
     };
+  } else if (cacheUrl) {
+    try {
+      const namespace = cacheNamespace({ storeId: localRaw.identity("store-id", () => randomUUID()) });
+      top = codec(await sharedCache(localRaw, namespace, localCacheKey(localRaw)));
+    } catch (err) {
+      await localRaw.close();
+      throw err;
+    }
   } else {
     top = codec(localRaw);
   }
 
-  const cache = config.enableCache
-    ? await createCacheBackend(top, {
-        maxBytes: config.maxCacheSizeMb * 1024 * 1024,
-        ttlMs: config.cacheTtlSeconds * 1000,
-        maxObjectBytes: config.cacheMaxObjectBytes,
-        url: config.cacheUrl,
-        onHit: events.onCacheHit,
-        onMiss: events.onCacheMiss,
-      })
-    : undefined;
-  const store: Backend = cache ?? top;
+  // Without CACHE_URL the in-memory cache sits on top (original bytes, this process only).
+  if (config.enableCache && !cacheUrl) top = cache = await createCacheBackend(top, cacheOpts);
+  const store: Backend = top;
 
   const quotas = await loadQuotas(store, config.quotas);
   const live = (r: ObjectRecord | undefined, now = Date.now()) =>
