@@ -297,3 +297,46 @@ describe("GCS failing one kind of request (an HTTP proxy that fails them)", () =
     expect(await liveNames(sdk.bucket(bucket), ".filestorage/")).toEqual([]);
   });
 });
+
+test("no single client can make GCS look down: bad content types, oversize metadata, cancelled and timed-out calls leave the breaker closed", async () => {
+  const big = randomBytes(9 * MiB);
+  const attacks: [string, () => Promise<unknown>][] = [
+    ["CR/LF in a streamed upload's content type", () => client.upload("hostile/a", [big], { contentType: "text/plain\r\nX-Evil: 1" })],
+    ["non-ASCII content type, streamed", () => client.upload("hostile/b", [big], { contentType: "tëxt/plain" })],
+    ["non-ASCII content type, unary", () => client.store("hostile/c", "x", { contentType: "tëxt/plaïn" })],
+    ["metadata over GCS's 8 KiB", () => client.store("hostile/d", "x", { metadata: { blob: "m".repeat(16 * 1024) } })],
+    [
+      "an upload cancelled mid-stream",
+      () => {
+        const ac = new AbortController();
+        async function* slow() {
+          yield big.subarray(0, MiB);
+          ac.abort();
+          await new Promise((r) => setTimeout(r, 50));
+          yield big.subarray(MiB);
+        }
+        return client.upload("hostile/e", slow(), { signal: ac.signal });
+      },
+    ],
+    [
+      "a call with a 1 ms deadline",
+      async () => {
+        const hurried = new FileStorageClient(daemon.address, { deadlineMs: 1, retries: 0 });
+        try {
+          await hurried.store("hostile/f", randomBytes(512 * 1024));
+        } finally {
+          hurried.close();
+        }
+      },
+    ],
+  ];
+  for (const [what, attack] of attacks) {
+    const outcomes = await Promise.allSettled(Array.from({ length: 6 }, () => attack()));
+    for (const o of outcomes) {
+      if (o.status === "rejected") expect({ what, code: String(o.reason) }).not.toEqual({ what, code: expect.stringContaining("UNAVAILABLE") });
+    }
+    expect({ what, gcsAvailable: (await client.getStats()).gcsAvailable }).toEqual({ what, gcsAvailable: true });
+  }
+  // Everyone else still writes to GCS, not to the fallback.
+  expect((await client.store("hostile/ok", "fine")).backend).toBe("gcs");
+}, 120_000);
