@@ -5,6 +5,7 @@
  * usage recounted after a restart), and expires_at (invisible to every read,
  * swept from the local tier; invisible on the GCS tier).
  */
+import { makeTempDir } from "./support/temp-dir.js";
 import { liveNames } from "./support/gcs-objects.js";
 import { Storage } from "@google-cloud/storage";
 import Database from "better-sqlite3";
@@ -212,6 +213,39 @@ describe("per-prefix quotas from the config file", () => {
         if (!FileStorageError.is(err, grpc.status.RESOURCE_EXHAUSTED) || Date.now() > deadline) throw err;
         await sleep(200);
       }
+    }
+  });
+});
+
+describe("quotas under concurrency", () => {
+  const QUOTA = 10_000;
+  test("concurrent overwrites of one key replace one another: they cannot free the old size several times and store past the quota", async () => {
+    const dir = await makeTempDir("fs-quota-race-");
+    const configPath = path.join(dir.path, "config.json");
+    await fs.writeFile(configPath, JSON.stringify({ quotas: { "q/": QUOTA } }));
+    const daemon = await startDaemon({ CONFIG_FILE: configPath, LOCAL_STORAGE_PATH: path.join(dir.path, "store"), ENABLE_COMPRESSION: "false" });
+    const client = new FileStorageClient(daemon.address, { retries: 0 });
+    const held = async () => {
+      const page = await client.listKeys({ prefix: "q/", includeInfo: true });
+      return page.objects.reduce((n, o) => n + o.size, 0);
+    };
+    try {
+      for (let round = 0; round < 5; round++) {
+        await client.store("q/big", randomBytes(9000));
+        // Eight small overwrites at once: each replaces the one before, not the 9000-byte original.
+        const settled = await Promise.allSettled(Array.from({ length: 8 }, () => client.store("q/big", randomBytes(100))));
+        expect(settled.filter((o) => o.status === "fulfilled").length).toBeGreaterThan(0);
+        // 100 bytes are held: 9900 more fit, 9950 do not.
+        expect((await failure(client.store("q/fill", randomBytes(9950)))).codeName).toBe("RESOURCE_EXHAUSTED");
+        expect(await held()).toBeLessThanOrEqual(QUOTA);
+        await client.store("q/fill", randomBytes(9900));
+        expect(await held()).toBe(QUOTA);
+        expect(await client.deleteMany({ prefix: "q/" })).toBe(2);
+      }
+    } finally {
+      client.close();
+      await daemon.stop();
+      await dir.cleanup();
     }
   });
 });
