@@ -32,8 +32,8 @@ import { checkKey, checkPrefix } from "../keys.js";
 import { Code, StorageError, generationMismatch, invalidArgument } from "../storage-error.js";
 import { createChainBackend } from "./chain-backend.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
-import { KeyLocks } from "./key-locks.js";
 import { createQuotas, type Quotas } from "./quota.js";
+import { createSharedQuotas } from "./shared-quotas.js";
 import { startReplicator, type Replicator } from "./replicator.js";
 
 export interface EngineStatus {
@@ -222,14 +222,17 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
   if (config.enableCache && !cacheUrl) top = cache = await createCacheBackend(top, cacheOpts);
   const store: Backend = top;
 
-  const quotas = await loadQuotas(store, config.quotas);
+  // With a shared Redis, quotas are counted there, across every daemon of the store.
+  const quotaNamespace = config.cacheUrl
+    ? cacheNamespace(config.gcsBucketName ? { bucket: config.gcsBucketName } : { storeId: localRaw.identity("store-id", () => randomUUID()) })
+    : undefined;
+  const quotas = await loadQuotas(store, config.quotas, quotaNamespace === undefined ? undefined : { url: config.cacheUrl!, namespace: quotaNamespace });
   const live = (r: ObjectRecord | undefined, now = Date.now()) =>
     r !== undefined && (r.expiresAt === undefined || r.expiresAt > now) ? r : undefined;
 
-  // Writes and deletes of one quota-covered key take turns, so each knows
-  // exactly the size it replaces: concurrent overwrites cannot all subtract
-  // the same old object and store past the quota.
-  const keyLocks = new KeyLocks();
+  // Writes and deletes of one quota-covered key take turns (quotas.exclusive),
+  // so each knows exactly the size it replaces: concurrent overwrites cannot
+  // all subtract the same old object and store past the quota.
   const covered = (key: string) => quotas?.covers(key) ?? false;
 
   async function put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, opts: PutOptions & { declaredSize?: number } = {}) {
@@ -237,7 +240,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
     const { declaredSize, ...putOpts } = opts;
     if (declaredSize !== undefined && declaredSize > config.maxObjectBytes) throw tooLarge(declaredSize);
     if (!covered(key)) return putOnce(key, source, meta, putOpts, declaredSize);
-    return keyLocks.run(key, () => putOnce(key, source, meta, putOpts, declaredSize));
+    return quotas!.exclusive(key, () => putOnce(key, source, meta, putOpts, declaredSize));
   }
 
   async function putOnce(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions, declaredSize: number | undefined) {
@@ -257,16 +260,18 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
     }
     if (putOpts.ifGenerationMatch === 0n && current && !live(current)) putOpts.ifGenerationMatch = current.generation;
     const oldSize = isCovered ? current?.size ?? 0 : 0;
-    const reservation = isCovered ? quotas!.reserve(key, declaredSize ?? 0, oldSize) : undefined;
+    const reservation = isCovered ? await quotas!.reserve(key, declaredSize ?? 0, oldSize) : undefined;
+    let record: ObjectRecord;
     try {
-      const limited = limitSource(source, config.maxObjectBytes, declaredSize ?? 0, reservation?.grow);
-      const record = await store.put(key, limited, meta, putOpts);
-      reservation?.commit(record.size, oldSize);
-      return record;
+      const limited = await limitSource(source, config.maxObjectBytes, declaredSize ?? 0, reservation?.grow);
+      record = await store.put(key, limited, meta, putOpts);
     } catch (err) {
-      reservation?.release();
+      await reservation?.release();
       throw err;
     }
+    // Committed: a failure to account it must not turn an acknowledged write into an error.
+    await reservation?.commit(record.size, oldSize).catch((err) => events.log?.warn({ err, key }, "quota accounting of a committed write failed"));
+    return record;
   }
 
   function tooLarge(size: number) {
@@ -277,12 +282,17 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
   }
 
   /** Counts bytes as they pass: over MAX_OBJECT_BYTES, or past the quota reservation, the write fails. */
-  function limitSource(source: AsyncIterable<Uint8Array>, max: number, reserved: number, grow?: (n: number) => void): AsyncIterable<Uint8Array> {
+  async function limitSource(
+    source: AsyncIterable<Uint8Array>,
+    max: number,
+    reserved: number,
+    grow?: (n: number) => Promise<void>,
+  ): Promise<AsyncIterable<Uint8Array>> {
     if (source instanceof BufferedSource) {
       // A unary body: check it whole and keep it replayable for the fallback.
       const total = source.byteLength;
       if (total > max) throw tooLarge(total);
-      if (total > reserved) grow?.(total - reserved);
+      if (total > reserved) await grow?.(total - reserved);
       return source;
     }
     return (async function* () {
@@ -291,7 +301,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
         seen += chunk.byteLength;
         if (seen > max) throw tooLarge(seen);
         if (seen > reserved) {
-          grow?.(seen - reserved);
+          await grow?.(seen - reserved);
           reserved = seen;
         }
         yield chunk;
@@ -316,7 +326,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
 
   async function del(key: string, opts: DeleteOptions = {}) {
     checkKey(key);
-    return covered(key) ? keyLocks.run(key, () => delOnce(key, opts)) : delOnce(key, opts);
+    return covered(key) ? quotas!.exclusive(key, () => delOnce(key, opts)) : delOnce(key, opts);
   }
 
   async function delOnce(key: string, opts: DeleteOptions) {
@@ -332,11 +342,11 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
     if (before && !live(before)) {
       // Expired: already absent to callers. Remove it now, but report no delete.
       if (opts.ifGenerationMatch !== undefined) throw generationMismatch(key, opts.ifGenerationMatch, undefined);
-      if (await store.delete(key, { ...opts, ifGenerationMatch: before.generation }).catch(() => false)) quotas?.released(key, before.size);
+      if (await store.delete(key, { ...opts, ifGenerationMatch: before.generation }).catch(() => false)) await quotas?.released(key, before.size);
       return false;
     }
     const deleted = await store.delete(key, opts);
-    if (deleted && before) quotas?.released(key, before.size);
+    if (deleted && before) await quotas?.released(key, before.size);
     return deleted;
   }
 
@@ -399,7 +409,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
         if (record === undefined || record.expiresAt === undefined || record.expiresAt > now) continue;
         try {
           if (await store.delete(key, { ifGenerationMatch: record.generation })) count++;
-          quotas?.released(key, record.size);
+          await quotas?.released(key, record.size);
         } catch (err) {
           // Rewritten meanwhile (precondition) or a tier is down: next sweep.
           if (!StorageError.is(err, Code.FailedPrecondition, Code.Unavailable, Code.Aborted)) throw err;
@@ -418,7 +428,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
         now,
         tombstoneBefore: now - config.tombstoneRetentionSeconds * 1000,
         partsBefore: now - UPLOAD_PART_MAX_AGE_MS,
-        onExpired: (r) => quotas?.released(r.key, r.size),
+        onExpired: (r) => void quotas?.released(r.key, r.size),
       }),
     );
     if (removed.tombstones + removed.parts > 0) events.log?.info({ ...removed }, "GCS sweep removed leftovers");
@@ -484,11 +494,12 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
       await sweeping?.catch(() => undefined);
       await replicator?.stop();
       await store.close();
+      await quotas?.close();
     },
   };
 }
 
-async function loadQuotas(store: Backend, limits: Record<string, number>): Promise<Quotas | undefined> {
+async function loadQuotas(store: Backend, limits: Record<string, number>, shared?: { url: string; namespace: string }): Promise<Quotas | undefined> {
   if (Object.keys(limits).length === 0) return undefined;
   const usage: Record<string, number> = {};
   for (const prefix of Object.keys(limits)) {
@@ -501,7 +512,7 @@ async function loadQuotas(store: Backend, limits: Record<string, number>): Promi
     } while (startAfter !== undefined);
     usage[prefix] = used;
   }
-  return createQuotas(limits, usage);
+  return shared ? createSharedQuotas({ ...shared, limits, initialUsage: usage }) : createQuotas(limits, usage);
 }
 
 // Page tokens are opaque to callers: the key to continue after, bound to the
