@@ -8,7 +8,7 @@ import * as net from "node:net";
 import { Storage } from "@google-cloud/storage";
 import { crc32c } from "@node-rs/crc32";
 import type { Backend, PutMeta } from "../server/backends/backend.js";
-import { createGcsBackend, gcsStorageOptions } from "../server/backends/gcs-backend.js";
+import { createGcsBackend, gcsStorageOptions, type GcsBackend } from "../server/backends/gcs-backend.js";
 import { Code } from "../server/storage-error.js";
 import { chunked, describeBackendConformance, expectStorageError, readBody } from "./backend-conformance.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
@@ -89,7 +89,11 @@ describe("GCS backend", () => {
       expect(rec.tier).toBe("gcs");
     });
 
-    test("size and crc32c filled in at the end of the source are patched in", async () => {
+    test.each([
+      ["held whole: one request", 8 * MiB],
+      ["streamed: composed into the key from an upload part", 1024],
+    ])("size and crc32c filled in at the end of the source are written with the object (%s)", async (_how, threshold) => {
+      const backend = await createGcsBackend({ bucket, apiEndpoint: gcs.url, maxRetries: 0, timeoutMs: 5000, resumableThresholdBytes: threshold });
       const stored = randomBytes(2000);
       const m = meta();
       async function* source() {
@@ -105,6 +109,7 @@ describe("GCS backend", () => {
       const [md] = await sdk().bucket(bucket).file("late").getMetadata();
       expect(md.contentType).toBe("application/octet-stream");
       expect(md.metadata).toMatchObject({ "x-fs-size": "7777", "x-fs-encoding": '{"compression":"gzip"}' });
+      expect((await sdk().bucket(bucket).getFiles({ prefix: ".filestorage/" }))[0]).toEqual([]);
     });
 
     test("an object written by someone else reads as BYTES with GCS's size and CRC32C", async () => {
@@ -141,6 +146,51 @@ describe("GCS backend", () => {
       const rec = await small.head("r");
       expect(rec!.contentType).toBe("text/x-mine");
       expect((await readBody((await small.get("r"))!.body)).equals(data)).toBe(true);
+    });
+
+    test("a delete leaves a tombstone with the delete's origin: invisible to reads and listings, visible when asked for", async () => {
+      const gcsBackend = backend as GcsBackend;
+      await gcsBackend.put("t/a", chunked(Buffer.from("a")), meta());
+      expect(await gcsBackend.delete("t/a", { origin: { writtenAt: 5_000_000, writer: "w1" } })).toBe(true);
+      expect(await gcsBackend.head("t/a")).toBeUndefined();
+      expect(await gcsBackend.get("t/a")).toBeUndefined();
+      expect((await gcsBackend.list({ prefix: "t/", limit: 10 })).objects).toEqual([]);
+      expect(await gcsBackend.head("t/a", { tombstones: true })).toMatchObject({ deleted: true, origin: { writtenAt: 5_000_000, writer: "w1" } });
+      // An older delete does not replace a newer tombstone; a newer one does.
+      expect(await gcsBackend.delete("t/a", { origin: { writtenAt: 4_000_000, writer: "w2" } })).toBe(false);
+      expect((await gcsBackend.head("t/a", { tombstones: true }))!.origin).toEqual({ writtenAt: 5_000_000, writer: "w1" });
+      // A delete of a key never written still leaves one (an older write elsewhere must not come back).
+      expect(await gcsBackend.delete("t/never")).toBe(false);
+      expect(await gcsBackend.head("t/never", { tombstones: true })).toMatchObject({ deleted: true });
+      // A create-only write treats a tombstone as absence.
+      await gcsBackend.put("t/a", chunked(Buffer.from("again")), meta(), { ifGenerationMatch: 0n });
+      expect((await readBody((await gcsBackend.get("t/a"))!.body)).toString()).toBe("again");
+    });
+
+    test("the sweep replaces expired objects by tombstones of their own write, drops old tombstones and old upload parts, and spares the rest", async () => {
+      const gcsBackend = backend as GcsBackend;
+      const now = Date.now();
+      await gcsBackend.put("s/expired", chunked(Buffer.from("e")), { ...meta(), expiresAt: now - 1000, origin: { writtenAt: 7_000_000, writer: "w" } });
+      await gcsBackend.put("s/live", chunked(Buffer.from("l")), { ...meta(), expiresAt: now + 3_600_000 });
+      await gcsBackend.delete("s/old-tombstone", { origin: { writtenAt: (now - 10_000) * 1000, writer: "w" } });
+      await gcsBackend.delete("s/new-tombstone");
+      await sdk().bucket(bucket).file(".filestorage/uploads/left-behind").save(Buffer.from("part"));
+      const removed = await gcsBackend.sweep({ now, tombstoneBefore: now - 5000, partsBefore: now + 60_000 });
+      expect(removed).toEqual({ expired: 1, tombstones: 1, parts: 1 });
+      expect(await gcsBackend.head("s/expired", { tombstones: true })).toMatchObject({ deleted: true, origin: { writtenAt: 7_000_000, writer: "w" } });
+      expect(await gcsBackend.head("s/live")).toBeDefined();
+      expect(await gcsBackend.head("s/old-tombstone", { tombstones: true })).toBeUndefined();
+      expect(await gcsBackend.head("s/new-tombstone", { tombstones: true })).toMatchObject({ deleted: true });
+      expect((await sdk().bucket(bucket).file(".filestorage/uploads/left-behind").exists())[0]).toBe(false);
+    });
+
+    test("the daemon's own objects under .filestorage/ never appear in listings", async () => {
+      await sdk().bucket(bucket).file(".filestorage/cache-key").save(Buffer.from("k"));
+      await backend.put("visible", chunked(Buffer.from("v")), meta());
+      const flat = await backend.list({ limit: 10 });
+      expect(flat.objects.map((o) => o.key)).toEqual(["visible"]);
+      const rolled = await backend.list({ limit: 10, delimiter: "/" });
+      expect(rolled.prefixes).toEqual([]);
     });
 
     test("an injected SDK client is used", async () => {

@@ -67,7 +67,11 @@ export interface CacheStats {
   misses: number;
 }
 
-export type CacheBackend = Backend & { cacheStats(): CacheStats };
+export type CacheBackend = Backend & {
+  cacheStats(): CacheStats;
+  /** Drops what the cache holds of `key` (a change made below it, e.g. by the replicator). */
+  forget(key: string): Promise<void>;
+};
 
 /** A pending cache fill; cancelled by an invalidation of its key. */
 interface Fill {
@@ -276,6 +280,8 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
       await store.close();
       await inner.close();
     },
+
+    forget: (key) => invalidate(key, undefined),
 
     cacheStats() {
       return { ...store.stats(), hits, misses };

@@ -198,7 +198,11 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
       fallback: localRaw,
       breaker,
       intervalMs: config.replicationIntervalMs,
-      onReplicated: events.onReplicated,
+      onReplicated: (op, outcome, key) => {
+        // The replicator writes below the in-memory cache: drop the key there (the shared cache sees its writes).
+        if (cache && !cacheUrl) void cache.forget(key).catch(() => undefined);
+        events.onReplicated?.(op, outcome);
+      },
       onError: (err, entry) => events.log?.warn({ err, key: entry.key, op: entry.op }, "replication attempt failed"),
     });
     const kick = replicator.kick;

@@ -20,12 +20,18 @@ export interface HttpFaultProxy {
   readonly requests: ProxiedRequest[];
   /** Fails (with `status`) every request `match` accepts, until cleared with `fail(undefined)`. */
   fail(match: ((req: ProxiedRequest) => boolean) | undefined, status?: number): void;
+  /** Holds every request `match` accepts for `ms` before forwarding it, until cleared with `slow(undefined)`. */
+  slow(match: ((req: ProxiedRequest) => boolean) | undefined, ms?: number): void;
+  /** Requests forwarded and not answered yet. */
+  readonly inFlight: number;
   close(): Promise<void>;
 }
 
 export async function startHttpFaultProxy(targetPort: number): Promise<HttpFaultProxy> {
   const requests: ProxiedRequest[] = [];
   let failing: { match: (req: ProxiedRequest) => boolean; status: number } | undefined;
+  let slowing: { match: (req: ProxiedRequest) => boolean; ms: number } | undefined;
+  let inFlight = 0;
   const agent = new http.Agent({ keepAlive: true });
   let port = 0;
   const server = http.createServer((req, res) => {
@@ -37,6 +43,12 @@ export async function startHttpFaultProxy(targetPort: number): Promise<HttpFault
       res.end(JSON.stringify({ error: { code: failing.status, message: "injected by the test proxy" } }));
       return;
     }
+    const delay = slowing?.match(seen) ? slowing.ms : 0;
+    inFlight++;
+    res.once("close", () => inFlight--);
+    setTimeout(() => forward(req, res), delay);
+  });
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const upstream = http.request(
       { host: "127.0.0.1", port: targetPort, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${targetPort}` }, agent },
       (up) => {
@@ -49,7 +61,7 @@ export async function startHttpFaultProxy(targetPort: number): Promise<HttpFault
     );
     upstream.on("error", () => res.destroy());
     req.pipe(upstream);
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   port = (server.address() as AddressInfo).port;
   return {
@@ -57,6 +69,12 @@ export async function startHttpFaultProxy(targetPort: number): Promise<HttpFault
     requests,
     fail(match, status = 503) {
       failing = match && { match, status };
+    },
+    slow(match, ms = 1000) {
+      slowing = match && { match, ms };
+    },
+    get inFlight() {
+      return inFlight;
     },
     close: () =>
       new Promise((resolve) => {
