@@ -40,11 +40,12 @@ test("the sweep every EXPIRY_SWEEP_SECONDS reads the local index: it never lists
     for (let i = 0; i < 5; i++) await client.store(`idx/${i}`, `v${i}`, { expiresAt: new Date(Date.now() + 60_000) });
     // A copy waiting for replication that expires: the local sweep finds it by the index.
     proxy.fail(() => true);
-    await client.store("idx/pending", "short", { expiresAt: new Date(Date.now() + 300) });
-    expect(await client.stat("idx/pending")).toMatchObject({ pendingReplication: true });
+    const expiresAt = Date.now() + 3000;
+    await client.store("idx/pending", "short", { expiresAt: new Date(expiresAt) });
     proxy.fail(undefined);
+    expect(await client.stat("idx/pending")).toMatchObject({ pendingReplication: true });
     const before = proxy.requests.filter(isListing).length;
-    await sleep(3200);
+    await sleep(expiresAt - Date.now() + 2200);
     expect(proxy.requests.filter(isListing).length).toBe(before);
     const local = daemon.server.engine.status();
     expect(local.pending.count).toBe(1); // the pending copy became a pending delete
@@ -59,14 +60,11 @@ test("the bucket sweep never overlaps itself while GCS answers slowly", async ()
   const daemon = await startDaemon(env("fs-sweep-slow", { EXPIRY_SWEEP_SECONDS: "3600", GCS_SWEEP_SECONDS: "1" }));
   try {
     proxy.slow(isListing, 2500);
-    let most = 0;
-    const started = proxy.requests.filter(isListing).length;
-    for (let t = 0; t < 120; t++) {
-      await sleep(50);
-      most = Math.max(most, proxy.inFlight);
-    }
-    expect(proxy.requests.filter(isListing).length - started).toBeGreaterThanOrEqual(1);
-    expect(most).toBe(1);
+    const slowedBefore = proxy.slowed.count;
+    // Six sweep ticks while each listing takes 2.5 s: at most one listing at a time.
+    await sleep(6000);
+    expect(proxy.slowed.count - slowedBefore).toBeGreaterThanOrEqual(1);
+    expect(proxy.slowed.mostAtOnce).toBe(1);
   } finally {
     proxy.slow(undefined);
     await daemon.stop();

@@ -24,6 +24,8 @@ export interface HttpFaultProxy {
   slow(match: ((req: ProxiedRequest) => boolean) | undefined, ms?: number): void;
   /** Requests forwarded and not answered yet. */
   readonly inFlight: number;
+  /** Of the requests `slow` held: how many there were, and the most at once (held or forwarded, not yet answered). */
+  readonly slowed: { count: number; mostAtOnce: number };
   close(): Promise<void>;
 }
 
@@ -32,6 +34,8 @@ export async function startHttpFaultProxy(targetPort: number): Promise<HttpFault
   let failing: { match: (req: ProxiedRequest) => boolean; status: number } | undefined;
   let slowing: { match: (req: ProxiedRequest) => boolean; ms: number } | undefined;
   let inFlight = 0;
+  const slowed = { count: 0, mostAtOnce: 0 };
+  let slowedNow = 0;
   const agent = new http.Agent({ keepAlive: true });
   let port = 0;
   const server = http.createServer((req, res) => {
@@ -46,6 +50,11 @@ export async function startHttpFaultProxy(targetPort: number): Promise<HttpFault
     const delay = slowing?.match(seen) ? slowing.ms : 0;
     inFlight++;
     res.once("close", () => inFlight--);
+    if (delay > 0) {
+      slowed.count++;
+      slowed.mostAtOnce = Math.max(slowed.mostAtOnce, ++slowedNow);
+      res.once("close", () => slowedNow--);
+    }
     setTimeout(() => forward(req, res), delay);
   });
   const forward = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -76,6 +85,7 @@ export async function startHttpFaultProxy(targetPort: number): Promise<HttpFault
     get inFlight() {
       return inFlight;
     },
+    slowed,
     close: () =>
       new Promise((resolve) => {
         agent.destroy();
