@@ -51,7 +51,10 @@ export interface Config {
   metricsHost: string;
   maxObjectBytes: number;
   maxUnaryBytes: number;
+  /** Accepted for compatibility; ignored (JSON is validated as it streams). */
   maxJsonBytes: number;
+  /** Deepest nesting of arrays and objects in an object of kind JSON. */
+  maxJsonDepth: number;
   /** Key prefix -> max bytes stored under it. */
   quotas: Record<string, number>;
   /** Token -> key prefixes it may use; empty = authentication off. */
@@ -387,7 +390,13 @@ const defs = {
     env: "MAX_JSON_BYTES",
     ...bytes(KiB, GiB),
     default: "64MiB",
-    description: "largest JSON object (it is parsed in memory to validate it)",
+    description: "deprecated and ignored: JSON is validated as it streams, so its size is bounded by MAX_OBJECT_BYTES alone",
+  },
+  maxJsonDepth: {
+    env: "MAX_JSON_DEPTH",
+    ...integer(1, 1_000_000),
+    default: "10000",
+    description: "deepest nesting of arrays and objects in an object of kind JSON (bounds the validator's memory)",
   },
   quotas: {
     env: "QUOTAS",

@@ -77,6 +77,7 @@ describe("defaults", () => {
       maxObjectBytes: 5 * 1024 ** 4,
       maxUnaryBytes: 4 * 1024 * 1024,
       maxJsonBytes: 64 * 1024 * 1024,
+      maxJsonDepth: 10000,
       quotas: {},
       authTokens: {},
       tlsCertFile: undefined,

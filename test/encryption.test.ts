@@ -21,7 +21,6 @@ function codecOver(mem: MemoryBackend, keyring: Keyring | undefined, compress = 
   return createCodecBackend(mem, {
     compression: { enabled: compress, thresholdBytes: 1024 },
     encryption: keyring,
-    maxJsonBytes: 1024 * 1024,
   });
 }
 

@@ -24,7 +24,7 @@ import { Code, StorageError, dataLoss, generationMismatch, invalidArgument } fro
 import { ByteQueue } from "./byte-queue.js";
 import { SAMPLE_BYTES, gunzipStage, gzipStage, isCompressibleType, sampleCompresses } from "./compression.js";
 import { HEADER_BYTES, decryptSegments, encryptSegments, keyFor, parseHeader, planSegments } from "./encryption.js";
-import { createKindCheck, type KindCheck } from "./kind-check.js";
+import { DEFAULT_MAX_JSON_DEPTH, createKindCheck, type KindCheck } from "./kind-check.js";
 import type { Keyring } from "./keyring.js";
 
 export { createKeyring, deriveKeyId, type Keyring } from "./keyring.js";
@@ -41,8 +41,8 @@ export interface CodecOptions {
   /** Encrypts new writes with the primary key; undefined = encryption off
    * (encrypted objects then fail to read with FAILED_PRECONDITION). */
   encryption?: Keyring;
-  /** JSON objects are parsed to validate them, so at most this many bytes. */
-  maxJsonBytes: number;
+  /** Deepest nesting of arrays and objects in a JSON object (MAX_JSON_DEPTH); default DEFAULT_MAX_JSON_DEPTH. */
+  maxJsonDepth?: number;
   /** Called after a compressed write committed, with original - compressed bytes. */
   onCompressionSaved?: (bytes: number) => void;
 }
@@ -60,7 +60,7 @@ class ObjectChanged extends Error {}
  * get() decodes; tampered or truncated data is DATA_LOSS and a key id missing
  * from the keyring FAILED_PRECONDITION — never wrong bytes. Memory is bounded
  * by max(thresholdBytes, 64 KiB) plus a few 64 KiB segments, whatever the size
- * (and by maxJsonBytes for JSON). Everything else passes through.
+ * (JSON is validated as it streams). Everything else passes through.
  *
  * The inner backend must record PutMeta.size, crc32c and encoding as they are
  * once the source it was given has ended (encoding is final before the first
@@ -75,7 +75,7 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
     const { verify, ...innerOpts } = putOpts;
     const innerMeta: PutMeta = { ...meta, size: undefined, crc32c: undefined, encoding: {} };
     let compressedBytes: number | undefined;
-    const original = inspect(source, createKindCheck(meta.kind, opts.maxJsonBytes), (received) => {
+    const original = inspect(source, createKindCheck(meta.kind, opts.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH), (received) => {
       // Throwing here fails the source the inner backend drains, before it commits.
       verify?.(received);
       innerMeta.size = received.size;

@@ -85,7 +85,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
     createCodecBackend(inner, {
       compression: { enabled: config.enableCompression, thresholdBytes: config.compressionThresholdBytes },
       encryption: keyring,
-      maxJsonBytes: config.maxJsonBytes,
+      maxJsonDepth: config.maxJsonDepth,
       onCompressionSaved: events.onCompressionSaved,
     });
 
