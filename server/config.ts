@@ -55,6 +55,8 @@ export interface Config {
   maxJsonBytes: number;
   /** Deepest nesting of arrays and objects in an object of kind JSON. */
   maxJsonDepth: number;
+  /** Bound on one ListKeys response's encoded size. */
+  maxListResponseBytes: number;
   /** Key prefix -> max bytes stored under it. */
   quotas: Record<string, number>;
   /** Token -> key prefixes it may use; empty = authentication off. */
@@ -397,6 +399,12 @@ const defs = {
     ...integer(1, 1_000_000),
     default: "10000",
     description: "deepest nesting of arrays and objects in an object of kind JSON (bounds the validator's memory)",
+  },
+  maxListResponseBytes: {
+    env: "MAX_LIST_RESPONSE_BYTES",
+    ...bytes(64 * KiB, 64 * MiB),
+    default: "4MiB",
+    description: "largest ListKeys response; a page that would be larger stops early with a next_page_token",
   },
   quotas: {
     env: "QUOTAS",

@@ -78,6 +78,7 @@ describe("defaults", () => {
       maxUnaryBytes: 4 * 1024 * 1024,
       maxJsonBytes: 64 * 1024 * 1024,
       maxJsonDepth: 10000,
+      maxListResponseBytes: 4 * 1024 * 1024,
       quotas: {},
       authTokens: {},
       tlsCertFile: undefined,
