@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { FileStorageClient } from "../client/src/index.js";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.js";
-import { jsonDocument, type JsonShape } from "./support/json-documents.js";
+import { jsonDocument, type JsonShape } from "../bench/support/json-documents.js";
 
 const MiB = 1024 * 1024;
 const SHAPES: JsonShape[] = ["records", "string", "number", "nested", "records", "string", "number", "nested"];

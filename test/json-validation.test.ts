@@ -13,7 +13,7 @@ import { createKindCheck } from "../server/codec/kind-check.js";
 import { Code, StorageError } from "../server/storage-error.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { failure } from "./support/expect-failure.js";
-import { jsonDocument } from "./support/json-documents.js";
+import { jsonDocument } from "../bench/support/json-documents.js";
 
 const suite = JSON.parse(fs.readFileSync(path.join(__dirname, "fixtures/json-test-suite.json"), "utf8")) as { cases: Record<string, string> };
 
