@@ -5,7 +5,14 @@ module.exports = {
   testMatch: ["**/*.test.ts"],
   transform: {
     "^.+\\.ts$": ["ts-jest", { isolatedModules: true, tsconfig: "tsconfig.json" }],
+    // stream-json and stream-chain ship ES modules only. Node loads them with
+    // require(esm); jest on Node 20 cannot, so it gets them as CommonJS.
+    "/node_modules/(stream-json|stream-chain)/.+\\.js$": [
+      "ts-jest",
+      { isolatedModules: true, tsconfig: { allowJs: true, module: "commonjs", target: "ES2022", esModuleInterop: true } },
+    ],
   },
+  transformIgnorePatterns: ["/node_modules/(?!(stream-json|stream-chain)/)"],
   // Sources import with ".js" extensions (NodeNext); jest resolves the .ts file.
   moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },
   globalSetup: "<rootDir>/test/setup/global-setup.ts",

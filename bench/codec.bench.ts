@@ -98,7 +98,6 @@ async function main(): Promise<void> {
         const codec = createCodecBackend(sink, {
           compression: { enabled: c.compress, thresholdBytes: 1024, level: 1 },
           encryption: c.keys,
-          maxJsonBytes: 1,
         });
         const started = process.hrtime.bigint();
         const rec = await codec.put("bench", repeat(input.block, total, chunkBytes), {

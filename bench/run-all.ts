@@ -13,7 +13,7 @@ import * as path from "node:path";
 import { machineLine, mallocEnv } from "./support/bench-settings.js";
 import { secondsSince } from "./support/bench-report.js";
 
-const BENCHES = ["stream", "small-writes", "gcs", "codec"] as const;
+const BENCHES = ["stream", "small-writes", "gcs", "codec", "json-check"] as const;
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2);

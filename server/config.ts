@@ -61,7 +61,12 @@ export interface Config {
   metricsHost: string;
   maxObjectBytes: number;
   maxUnaryBytes: number;
+  /** Accepted for compatibility; ignored (JSON is validated as it streams). */
   maxJsonBytes: number;
+  /** Deepest nesting of arrays and objects in an object of kind JSON. */
+  maxJsonDepth: number;
+  /** Bound on one ListKeys response's encoded size. */
+  maxListResponseBytes: number;
   /** Key prefix -> max bytes stored under it. */
   quotas: Record<string, number>;
   /** The tokens file, read again on reload; absent = authentication off. */
@@ -434,7 +439,19 @@ const defs = {
     env: "MAX_JSON_BYTES",
     ...bytes(KiB, GiB),
     default: "64MiB",
-    description: "largest JSON object (it is parsed in memory to validate it)",
+    description: "deprecated and ignored: JSON is validated as it streams, so its size is bounded by MAX_OBJECT_BYTES alone",
+  },
+  maxJsonDepth: {
+    env: "MAX_JSON_DEPTH",
+    ...integer(1, 1_000_000),
+    default: "10000",
+    description: "deepest nesting of arrays and objects in an object of kind JSON (bounds the validator's memory)",
+  },
+  maxListResponseBytes: {
+    env: "MAX_LIST_RESPONSE_BYTES",
+    ...bytes(64 * KiB, 64 * MiB),
+    default: "4MiB",
+    description: "largest ListKeys response; a page that would be larger stops early with a next_page_token",
   },
   quotas: {
     env: "QUOTAS",

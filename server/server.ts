@@ -85,7 +85,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     // A unary Store carries up to MAX_UNARY_BYTES of data plus key and metadata;
     // stream chunks up to 4 MiB are accepted whatever the unary limit.
     "grpc.max_receive_message_length": Math.max(config.maxUnaryBytes, 4 * 1024 * 1024) + 1024 * 1024,
-    "grpc.max_send_message_length": Math.max(config.maxUnaryBytes, config.chunkSize) + 1024 * 1024,
+    // ListKeys pages stop before MAX_LIST_RESPONSE_BYTES, so they always fit.
+    "grpc.max_send_message_length": Math.max(config.maxUnaryBytes, config.chunkSize, config.maxListResponseBytes) + 1024 * 1024,
   });
   server.addService(
     serviceDefinition(FileStorageService),

@@ -31,7 +31,6 @@ function makeCodec(over: Partial<CodecOptions> = {}) {
   const saved: number[] = [];
   const codec = createCodecBackend(mem, {
     compression: { enabled: true, thresholdBytes: 1024 },
-    maxJsonBytes: 16 * MiB,
     onCompressionSaved: (n) => saved.push(n),
     ...over,
   });
@@ -172,7 +171,6 @@ describe("streaming", () => {
     const codec = createCodecBackend(sink, {
       compression: { enabled: true, thresholdBytes: 1024 },
       encryption: createKeyring({ primary: randomBytes(32) }),
-      maxJsonBytes: 1024,
     });
     const block = jsonDoc(10_000).subarray(0, 256 * KiB);
     async function* source() {

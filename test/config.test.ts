@@ -102,6 +102,8 @@ describe("defaults", () => {
       maxObjectBytes: 5 * 1024 ** 4,
       maxUnaryBytes: 4 * 1024 * 1024,
       maxJsonBytes: 64 * 1024 * 1024,
+      maxJsonDepth: 10000,
+      maxListResponseBytes: 4 * 1024 * 1024,
       quotas: {},
       authTokensFile: undefined,
       authTokens: undefined,

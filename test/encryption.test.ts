@@ -26,7 +26,6 @@ function codecOver(mem: MemoryBackend, keyring: Keyring | undefined, compress = 
   return createCodecBackend(mem, {
     compression: { enabled: compress, thresholdBytes: 1024 },
     encryption: keyring,
-    maxJsonBytes: 1024 * 1024,
   });
 }
 
@@ -315,7 +314,6 @@ describe("binding to the object (format 2)", () => {
       compression: { enabled: false, thresholdBytes: 1024 },
       encryption: ring,
       allowUnencryptedReads: true,
-      maxJsonBytes: 1024,
     });
     expect((await readBody((await lenient.get("planted"))!.body)).toString()).toBe("not encrypted");
     expect((await readBody((await lenient.get("planted", { range: { offset: 4, length: 3 } }))!.body)).toString()).toBe("enc");

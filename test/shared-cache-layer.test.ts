@@ -199,7 +199,6 @@ describe("codec over a cache of stored bytes", () => {
     const options = {
       compression: { enabled: mode.compress, thresholdBytes: 100 },
       encryption: mode.encrypt ? keyring : undefined,
-      maxJsonBytes: 1 << 20,
     };
     const bucket = createMemoryBucket();
     const tier = createMemoryBackend(bucket);

@@ -46,19 +46,57 @@ export type ServiceClientConstructor<S extends GenServiceMethods> = new (
 // encoding symmetric with other languages' implementations.
 const writeOptions = { writeUnknownFields: false } as const;
 
-/** The grpc-js ServiceDefinition of a protobuf-es service, keyed by local name. */
+/**
+ * What a server receives in place of a request whose bytes do not decode as
+ * the method's request message (truncated, wrong wire types, invalid UTF-8 in
+ * a string field, nesting too deep). grpc-js answers INTERNAL when a
+ * deserializer throws, before any handler runs; with this value the handler
+ * sees the bad message and can answer INVALID_ARGUMENT itself.
+ */
+export class UndecodableRequest {
+  constructor(
+    /** Full method path, e.g. "/filestorage.v1.FileStorageService/Store". */
+    readonly method: string,
+    /** The request message's type name, e.g. "filestorage.v1.StoreRequest". */
+    readonly messageType: string,
+    /** The decoder's reason, without the bytes. */
+    readonly reason: string,
+  ) {}
+}
+
+/** True when a server-side request (or one stream message) did not decode. */
+export function isUndecodable(message: unknown): message is UndecodableRequest {
+  return message instanceof UndecodableRequest;
+}
+
+/**
+ * The grpc-js ServiceDefinition of a protobuf-es service, keyed by local name.
+ * Its request deserializer (used by servers only) never throws: bytes that are
+ * not a valid request message become an UndecodableRequest, for unary and
+ * server-stream requests and for each message of a client stream; handlers
+ * must check with isUndecodable. Clients (serializer and response
+ * deserializer) behave as plain protobuf-es encoding and decoding.
+ */
 export function serviceDefinition<S extends GenServiceMethods>(service: GenService<S>): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const method of service.methods) {
     const input = method.input;
     const output = method.output;
+    const path = `/${service.typeName}/${method.name}`;
     definition[method.localName] = {
-      path: `/${service.typeName}/${method.name}`,
+      path,
       originalName: method.name,
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: (msg) => Buffer.from(toBinary(input, msg as MessageShape<typeof input>, writeOptions)),
-      requestDeserialize: (buf: Buffer) => fromBinary(input, buf),
+      requestDeserialize: (buf: Buffer) => {
+        try {
+          return fromBinary(input, buf);
+        } catch (err) {
+          // Includes RangeError from a message nested too deep for the stack.
+          return new UndecodableRequest(path, input.typeName, err instanceof Error ? err.message : String(err));
+        }
+      },
       responseSerialize: (msg) => Buffer.from(toBinary(output, msg as MessageShape<typeof output>, writeOptions)),
       responseDeserialize: (buf: Buffer) => fromBinary(output, buf),
     };

@@ -29,7 +29,7 @@ import { ByteQueue } from "./byte-queue.js";
 import { SAMPLE_BYTES, gunzipStage, gzipStage, isCompressibleType, sampleCompresses } from "./compression.js";
 import { checkHeader, decryptSegments, encryptSegments, keyFor, planSegments } from "./encryption.js";
 import { HEADER_BYTES, newObjectId, parseHeader, type EncryptionRecord, type ObjectBinding } from "./encryption-format.js";
-import { createKindCheck, type KindCheck } from "./kind-check.js";
+import { DEFAULT_MAX_JSON_DEPTH, createKindCheck, type KindCheck } from "./kind-check.js";
 import type { Keyring } from "./keyring.js";
 
 export { createKeyring, deriveKeyId, type Keyring } from "./keyring.js";
@@ -49,8 +49,8 @@ export interface CodecOptions {
   /** With encryption on, still serve objects stored unencrypted (a migration
    * aid, ALLOW_UNENCRYPTED_READS); otherwise they are DATA_LOSS. */
   allowUnencryptedReads?: boolean;
-  /** JSON objects are parsed to validate them, so at most this many bytes. */
-  maxJsonBytes: number;
+  /** Deepest nesting of arrays and objects in a JSON object (MAX_JSON_DEPTH); default DEFAULT_MAX_JSON_DEPTH. */
+  maxJsonDepth?: number;
   /** Called after a compressed write committed, with original - compressed bytes. */
   onCompressionSaved?: (bytes: number) => void;
 }
@@ -69,7 +69,7 @@ class ObjectChanged extends Error {}
  * so is (with encryption on, unless allowUnencryptedReads) an object stored
  * unencrypted, and a key id missing from the keyring FAILED_PRECONDITION —
  * never wrong bytes. Memory is bounded by max(thresholdBytes, 64 KiB) plus a
- * few 64 KiB segments, whatever the size (and by maxJsonBytes for JSON).
+ * few 64 KiB segments, whatever the size (JSON is validated as it streams).
  * Everything else passes through.
  *
  * The inner backend must record PutMeta.size, crc32c and encoding as they are
@@ -85,7 +85,7 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
     const { verify, ...innerOpts } = putOpts;
     const innerMeta: PutMeta = { ...meta, size: undefined, crc32c: undefined, encoding: {} };
     let compressedBytes: number | undefined;
-    const original = inspect(source, createKindCheck(meta.kind, opts.maxJsonBytes), (received) => {
+    const original = inspect(source, createKindCheck(meta.kind, opts.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH), (received) => {
       // Throwing here fails the source the inner backend drains, before it commits.
       verify?.(received);
       innerMeta.size = received.size;

@@ -20,7 +20,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
-import { BufferedSource, type Backend, type GetOptions, type ObjectRecord, type Outbox, type PutMeta, type PutOptions, type DeleteOptions } from "../backends/backend.js";
+import { BufferedSource, compareKeys, type Backend, type GetOptions, type ObjectRecord, type Outbox, type PutMeta, type PutOptions, type DeleteOptions } from "../backends/backend.js";
 import { createFsBackend, type FsFaults } from "../backends/fs-backend.js";
 import type { GcsBackend } from "../backends/gcs-backend.js";
 import { createCacheBackend, type CacheBackend, type CacheOptions } from "../cache/cache-backend.js";
@@ -28,7 +28,7 @@ import { localCacheKey, tierCacheKey, type CacheKey } from "../cache/cache-key.j
 import { cacheNamespace } from "../cache/cache-namespace.js";
 import { createCodecBackend, createKeyring } from "../codec/codec-backend.js";
 import type { Config } from "../config.js";
-import { checkKey, checkPrefix } from "../keys.js";
+import { checkDelimiter, checkKey, checkPrefix } from "../keys.js";
 import { Code, StorageError, generationMismatch, invalidArgument } from "../storage-error.js";
 import { createChainBackend } from "./chain-backend.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
@@ -69,7 +69,17 @@ export interface ListRequest {
   pageToken: string;
   delimiter: string;
   signal?: AbortSignal;
+  /**
+   * Bytes one entry adds to the response on the wire (its key or prefix, and
+   * its ObjectInfo when the caller asked for it). The page stops early, with a
+   * page token, before the entries pass MAX_LIST_RESPONSE_BYTES; it always
+   * holds at least one entry. Default: the bytes of the name plus framing.
+   */
+  entryBytes?: (entry: ListEntry) => number;
 }
+
+/** One entry of a listing: an object, or a prefix rolled up at the delimiter. */
+export type ListEntry = { record: ObjectRecord; prefix?: undefined } | { prefix: string; record?: undefined };
 
 export interface Engine {
   /** Writes an object. `declaredSize` (a stream's header) is checked against limits up front. */
@@ -96,6 +106,10 @@ const UPLOAD_PART_MAX_AGE_MS = 24 * 3600 * 1000;
 export const MAX_PAGE_SIZE = 10000;
 /** While the store's shared-cache key is unknown, a lookup tries to load it at most this often. */
 const CACHE_KEY_RETRY_MS = 2000;
+/** Keys in one DeleteMany (as S3's DeleteObjects; a prefix has no such limit). */
+export const MAX_DELETE_MANY_KEYS = 1000;
+/** Part of MAX_LIST_RESPONSE_BYTES kept for the page token and the message framing. */
+const LIST_RESPONSE_RESERVE_BYTES = 8 * 1024;
 
 export async function createEngine(config: Config, events: EngineEvents = {}, hooks: { fsFaults?: FsFaults } = {}): Promise<Engine> {
   const keyring = config.enableEncryption && config.encryptionKey
@@ -106,7 +120,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
       compression: { enabled: config.enableCompression, thresholdBytes: config.compressionThresholdBytes },
       encryption: keyring,
       allowUnencryptedReads: config.allowUnencryptedReads,
-      maxJsonBytes: config.maxJsonBytes,
+      maxJsonDepth: config.maxJsonDepth,
       onCompressionSaved: events.onCompressionSaved,
     });
 
@@ -355,6 +369,9 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
   }
 
   async function deleteMany(keys: string[], prefix: string, signal?: AbortSignal) {
+    if (keys.length > MAX_DELETE_MANY_KEYS) {
+      throw invalidArgument(`DeleteMany takes at most ${MAX_DELETE_MANY_KEYS} keys; got ${keys.length} (use several calls, or a prefix)`);
+    }
     keys.forEach((k) => checkKey(k, `keys[] entry "${k.slice(0, 64)}"`));
     checkPrefix(prefix);
     if (keys.length === 0 && prefix === "") {
@@ -375,24 +392,50 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
 
   async function list(req: ListRequest) {
     checkPrefix(req.prefix);
-    if (req.delimiter.length > 1 && req.delimiter !== "/") checkPrefix(req.delimiter, "delimiter");
+    checkDelimiter(req.delimiter);
     if (req.limit < 0 || req.limit > MAX_PAGE_SIZE) {
       throw invalidArgument(`limit must be from 0 (default ${DEFAULT_PAGE_SIZE}) to ${MAX_PAGE_SIZE}; got ${req.limit}`);
     }
-    const startAfter = decodePageToken(req);
-    const page = await store.list({
-      prefix: req.prefix,
-      delimiter: req.delimiter || undefined,
-      limit: req.limit || DEFAULT_PAGE_SIZE,
-      startAfter,
-      signal: req.signal,
-    });
+    const want = req.limit || DEFAULT_PAGE_SIZE;
+    const budget = config.maxListResponseBytes - LIST_RESPONSE_RESERVE_BYTES;
+    const entryBytes = req.entryBytes ?? ((e: ListEntry) => Buffer.byteLength(e.record?.key ?? e.prefix!) + 3);
+    const objects: ObjectRecord[] = [];
+    const prefixes: string[] = [];
     const now = Date.now();
-    return {
-      objects: page.objects.filter((r) => live(r, now)),
-      prefixes: page.prefixes,
-      nextPageToken: page.next === undefined ? "" : encodePageToken(req, page.next),
-    };
+    let taken = 0;
+    let used = 0;
+    let after = decodePageToken(req);
+    // Backend pages of at most DEFAULT_PAGE_SIZE keep the records held at once
+    // small whatever the limit; the byte budget may end the page early.
+    for (;;) {
+      const before = after;
+      const page = await store.list({
+        prefix: req.prefix,
+        delimiter: req.delimiter || undefined,
+        limit: Math.min(want - taken, DEFAULT_PAGE_SIZE),
+        startAfter: after,
+        signal: req.signal,
+      });
+      const entries: ListEntry[] = [...page.objects.map((record) => ({ record })), ...page.prefixes.map((prefix) => ({ prefix }))];
+      entries.sort((a, b) => compareKeys(a.record?.key ?? a.prefix!, b.record?.key ?? b.prefix!));
+      for (const entry of entries) {
+        // An expired object is absent to callers: not returned, but passed.
+        const shown = entry.prefix !== undefined || live(entry.record, now) !== undefined;
+        const bytes = shown ? entryBytes(entry) : 0;
+        if (taken > 0 && used + bytes > budget) {
+          return { objects, prefixes, nextPageToken: encodePageToken(req, after!) };
+        }
+        used += bytes;
+        taken++;
+        if (entry.prefix !== undefined) prefixes.push(entry.prefix);
+        else if (shown) objects.push(entry.record);
+        after = resumeAfter(entry);
+      }
+      if (page.next === undefined) return { objects, prefixes, nextPageToken: "" };
+      after = page.prefixes.includes(page.next) ? resumeAfter({ prefix: page.next }) : page.next;
+      // A full page, or a backend page that made no progress: the caller continues.
+      if (taken >= want || after === before) return { objects, prefixes, nextPageToken: encodePageToken(req, after) };
+    }
   }
 
   /**
@@ -528,11 +571,14 @@ interface PageToken {
   delimiter: string;
 }
 
-function encodePageToken(req: ListRequest, next: string): string {
-  let after = next;
-  // After a rolled-up prefix, skip everything under it: U+10FFFF sorts after
-  // every other character in UTF-8 byte order.
-  if (req.delimiter && after.endsWith(req.delimiter)) after += "\u{10FFFF}";
+/** Where a listing continues after `entry`: past a rolled-up prefix, after
+ * everything under it (U+10FFFF sorts after every other character in UTF-8
+ * byte order); past an object, after its key. */
+function resumeAfter(entry: ListEntry): string {
+  return entry.prefix !== undefined ? `${entry.prefix}\u{10FFFF}` : entry.record.key;
+}
+
+function encodePageToken(req: ListRequest, after: string): string {
   const token: PageToken = { v: 1, after, prefix: req.prefix, delimiter: req.delimiter };
   return Buffer.from(JSON.stringify(token)).toString("base64url");
 }

@@ -3,7 +3,7 @@
  * calls the engine, and lets one funnel (grpc-status.ts) map every error.
  */
 import * as grpc from "@grpc/grpc-js";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import type { EventEmitter } from "node:events";
 import type { Readable } from "node:stream";
 import {
@@ -12,6 +12,7 @@ import {
   ExistsResponseSchema,
   GetStatsResponseSchema,
   ListKeysResponseSchema,
+  ObjectInfoSchema,
   OperationCountSchema,
   RetrieveResponseSchema,
   RetrieveStreamResponseSchema,
@@ -19,19 +20,20 @@ import {
   StoreResponseSchema,
   StoreStreamResponseSchema,
   type FileStorageService,
+  type ObjectInfo,
   type RetrieveStreamResponse,
   type StoreStreamRequest,
   type StoreStreamTrailer,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
-import type { ServiceHandlers } from "../../client/src/grpc-binding.js";
+import { isUndecodable, type ServiceHandlers } from "../../client/src/grpc-binding.js";
 import type { Authorizer, Scope } from "../auth/authorizer.js";
 import type { Right } from "../auth/rights.js";
-import type { Engine } from "../engine/engine.js";
-import { BufferedSource } from "../backends/backend.js";
+import type { Engine, ListEntry } from "../engine/engine.js";
+import { BufferedSource, type ObjectRecord } from "../backends/backend.js";
 import { checkKey } from "../keys.js";
 import { Code, StorageError, dataLoss, failedPrecondition, invalidArgument } from "../storage-error.js";
 import { toStatus, statusName, type StatusLogger } from "./grpc-status.js";
-import { checkMetadata, expiryMs, kindName, toObjectInfo } from "./object-info.js";
+import { checkContentType, checkMetadata, expiryMs, kindName, toObjectInfo } from "./object-info.js";
 
 /** What the handlers report (implemented by server/metrics.ts). */
 export interface RpcObserver {
@@ -81,7 +83,9 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
     return (call, callback) => {
       const started = performance.now();
       const signal = callSignal(call);
-      fn(call.request, call, signal).then(
+      decoded(call.request, `the ${method} request`)
+        .then((req) => fn(req, call, signal))
+        .then(
         (res) => {
           o.observer.recordRequest(method, "OK", (performance.now() - started) / 1000);
           callback(null, res);
@@ -114,7 +118,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
         new BufferedSource([req.data]),
         {
           kind: kindName(req.kind),
-          contentType: req.contentType,
+          contentType: checkContentType(req.contentType),
           metadata: checkMetadata(req.metadata),
           expiresAt: expiryMs(req.expiresAt),
         },
@@ -145,7 +149,12 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
 
   async function receiveStream(call: grpc.ServerReadableStream<StoreStreamRequest, unknown>, signal: AbortSignal) {
     const messages = call[Symbol.asyncIterator]() as AsyncIterator<StoreStreamRequest>;
-    const next = () => untilAborted(messages.next(), signal);
+    let received = 0;
+    const next = async (): Promise<IteratorResult<StoreStreamRequest>> => {
+      const n = await untilAborted(messages.next(), signal);
+      if (!n.done) await decoded(n.value, `StoreStream message ${++received}`);
+      return n;
+    };
     const first = await next();
     if (first.done) throw invalidArgument("StoreStream received no messages: the first must be a header");
     if (first.value.payload.case !== "header") {
@@ -196,7 +205,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
       chunks(),
       {
         kind: kindName(header.kind),
-        contentType: header.contentType,
+        contentType: checkContentType(header.contentType),
         metadata: checkMetadata(header.metadata),
         expiresAt: expiryMs(header.expiresAt),
       },
@@ -257,13 +266,22 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
     call: grpc.ServerWritableStream<{ key: string; offset: bigint; limit: bigint; ifGenerationMatch?: bigint }, RetrieveStreamResponse>,
     signal: AbortSignal,
   ) {
-    const req = call.request;
+    const req = await decoded(call.request, "the RetrieveStream request");
     checkKey(req.key);
     allow(call, "read", { key: req.key });
     if (req.offset < 0n) throw invalidArgument(`offset must not be negative; got ${req.offset}`);
     if (req.limit < 0n) throw invalidArgument(`limit must not be negative (0 = to the end); got ${req.limit}`);
+    if (req.offset > MAX_SAFE_OFFSET) {
+      // Past every object (MAX_OBJECT_BYTES is at most 5 TiB), and not
+      // representable as a Number: answer from the size, converting nothing.
+      const head = await engine.head(req.key, { signal });
+      if (!head) throw new StorageError(Code.NotFound, `key "${req.key}" not found`);
+      throw new StorageError(Code.OutOfRange, `offset ${req.offset} is past the end of the object (${head.size} bytes)`);
+    }
+    // A limit beyond any object's size means "to the end", like 0.
+    const length = req.limit === 0n || req.limit > MAX_SAFE_OFFSET ? undefined : Number(req.limit);
     const found = await engine.get(req.key, {
-      range: req.offset > 0n || req.limit > 0n ? { offset: Number(req.offset), length: req.limit > 0n ? Number(req.limit) : undefined } : undefined,
+      range: req.offset > 0n || length !== undefined ? { offset: Number(req.offset), length } : undefined,
       ifGenerationMatch: req.ifGenerationMatch,
       signal,
     });
@@ -335,12 +353,19 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
     ReturnType<typeof create<typeof ListKeysResponseSchema>>
   >("ListKeys", async (req, call, signal) => {
     allow(call, "list", { prefix: req.prefix });
-    const page = await engine.list({ prefix: req.prefix, limit: req.limit, pageToken: req.pageToken, delimiter: req.delimiter, signal });
+    // Each ObjectInfo is built once: measured for the page's byte budget, then sent.
+    const infos = new WeakMap<ObjectRecord, ObjectInfo>();
+    const infoOf = (r: ObjectRecord) => infos.get(r) ?? infos.set(r, toObjectInfo(r)).get(r)!;
+    const entryBytes = (e: ListEntry) =>
+      e.prefix !== undefined
+        ? fieldBytes(Buffer.byteLength(e.prefix))
+        : fieldBytes(Buffer.byteLength(e.record.key)) + (req.includeInfo ? fieldBytes(toBinary(ObjectInfoSchema, infoOf(e.record)).length) : 0);
+    const page = await engine.list({ prefix: req.prefix, limit: req.limit, pageToken: req.pageToken, delimiter: req.delimiter, signal, entryBytes });
     return create(ListKeysResponseSchema, {
       keys: page.objects.map((r) => r.key),
       prefixes: page.prefixes,
       nextPageToken: page.nextPageToken,
-      objects: req.includeInfo ? page.objects.map(toObjectInfo) : [],
+      objects: req.includeInfo ? page.objects.map(infoOf) : [],
     });
   });
 
@@ -385,6 +410,24 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
     listKeys,
     getStats,
   } as unknown as ServiceHandlers<Service>;
+}
+
+/** Offsets and limits above this are not exact as Numbers; no object is that large. */
+const MAX_SAFE_OFFSET = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** The request (or stream message) as decoded; INVALID_ARGUMENT naming `what` when its bytes were not a valid message. */
+async function decoded<T>(message: T, what: string): Promise<T> {
+  if (isUndecodable(message)) {
+    throw invalidArgument(`${what} is not a valid ${message.messageType} (malformed protobuf: ${message.reason.slice(0, 120)})`);
+  }
+  return message;
+}
+
+/** Bytes of one length-delimited field of `n` bytes on the wire: tag, length varint, payload. */
+function fieldBytes(n: number): number {
+  let varint = 1;
+  for (let v = n; v >= 0x80; v = Math.floor(v / 0x80)) varint++;
+  return 1 + varint + n;
 }
 
 /** Resolves with `p`, or rejects when `signal` aborts first. */
