@@ -2,8 +2,9 @@ package filestorage
 
 import "context"
 
-// bearerToken sends "authorization: Bearer <token>" with every call; over
-// TLS gRPC refuses to send it on a connection without transport security.
+// bearerToken sends "authorization: Bearer <token>" with every call. With
+// TLS configured it requires transport security, so gRPC never sends it in
+// the clear; without TLS (loopback) it is sent as is.
 type bearerToken struct {
 	token  string
 	secure bool
