@@ -2,6 +2,10 @@
 # Installs the real peers the test suite runs against, when missing:
 #   fake-gcs-server, grpcurl and grpc-health-probe (pinned) into
 #     .test-tools/bin via `go install`
+#   protoc-gen-go and protoc-gen-go-grpc (pinned, `go install`): buf.gen.yaml
+#     runs them for the Go client's stubs; then the Go client's modules
+#     (clients/go/go.sum) are downloaded and built once, so its tests run
+#     offline (GOPROXY=off) and fast
 #   a Python venv at .test-tools/venv with pinned grpcio, grpcio-tools and
 #     protobuf (the polyglot tests generate Python stubs with it)
 #   redis-server from Debian's packages (root) or PyPI's bundled wheel.
@@ -41,6 +45,41 @@ fi
 go_install fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION"
 go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION"
 go_install grpc-health-probe github.com/grpc-ecosystem/grpc-health-probe "$HEALTH_PROBE_VERSION"
+
+# --- Go client (clients/go) ---
+# The stub generators buf.gen.yaml runs, then the module's dependencies:
+# downloaded into the module cache and compiled into the build cache once per
+# go.sum, so test/process/go-client.test.ts runs offline and within its time.
+PROTOC_GEN_GO_VERSION="v1.36.12"
+PROTOC_GEN_GO_GRPC_VERSION="v1.6.2"
+go_install protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
+go_install protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC_VERSION"
+go_client_modules() {
+  local marker="$PWD/.test-tools/.go-client-modules" sum
+  command -v go >/dev/null || { echo "install-tools: go is required for the Go client's tests (clients/go)" >&2; exit 1; }
+  sum="$(sha256sum clients/go/go.sum | cut -d' ' -f1) $(go env GOVERSION)"
+  # The marker alone would miss a module cache cleaned since.
+  if [ "$(cat "$marker" 2>/dev/null)" = "$sum" ] \
+    && (cd clients/go && GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local go list -deps -test ./... >/dev/null 2>&1); then
+    return 0
+  fi
+  echo "install-tools: go mod download and build in clients/go" >&2
+  local out
+  out=$(mktemp -d)
+  (cd clients/go && export GOFLAGS=-mod=mod GOTOOLCHAIN=local && go mod download && go build ./... && go vet ./... && go test -c -o "$out/client.test" .) \
+    || { rm -rf "$out"; echo "install-tools: FAILED to download or build the Go client's modules (clients/go)" >&2; exit 1; }
+  rm -rf "$out"
+  echo "$sum" > "$marker"
+}
+go_client_modules
+# jq reads grpcurl's JSON in test/polyglot/scenario-grpcurl.sh.
+if ! command -v jq >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "install-tools: apt-get install jq" >&2
+    (apt-get install -y -qq jq >/dev/null 2>&1) || { apt-get update -qq >/dev/null && apt-get install -y -qq jq >/dev/null; }
+  fi
+  command -v jq >/dev/null || { echo "install-tools: jq is missing; the grpcurl scenario reads JSON with it (apt-get install jq)" >&2; exit 1; }
+fi
 
 venv="$PWD/.test-tools/venv"
 venv_pins="grpcio==$GRPCIO_VERSION grpcio-tools==$GRPCIO_TOOLS_VERSION protobuf==$PROTOBUF_VERSION"
