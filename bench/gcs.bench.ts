@@ -23,7 +23,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Storage, type Bucket } from "@google-cloud/storage";
 import { FileStorageClient, type ObjectInfo } from "../client/src/index.js";
-import { gcsStorageOptions } from "../server/backends/gcs-backend.js";
+import { gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
 import { KiB, machineLine, MiB, positiveInt, positiveInts, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
 import { fixed, median, mib, printTable, ratio, secondsSince } from "./support/bench-report.js";
 import { startFakeGcs } from "./support/fake-gcs-process.js";

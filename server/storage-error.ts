@@ -40,6 +40,9 @@ export class StorageError extends Error {
   }
 }
 
+/** The one rule for "the tier was unreachable or too slow; try again": UNAVAILABLE, DEADLINE_EXCEEDED. */
+export const isTransient = (e: unknown): boolean => StorageError.is(e, Code.Unavailable, Code.DeadlineExceeded);
+
 /** Shorthands for the errors every layer raises. */
 export const invalidArgument = (msg: string) => new StorageError(Code.InvalidArgument, msg);
 export const failedPrecondition = (msg: string) => new StorageError(Code.FailedPrecondition, msg);

@@ -8,7 +8,7 @@ import * as net from "node:net";
 import { Storage } from "@google-cloud/storage";
 import { crc32c } from "@node-rs/crc32";
 import type { Backend, PutMeta } from "../server/backends/backend.js";
-import { createGcsBackend, gcsStorageOptions, type GcsBackend } from "../server/backends/gcs-backend.js";
+import { createGcsBackend, gcsStorageOptions, type GcsBackend } from "../server/backends/gcs/gcs-backend.js";
 import { Code } from "../server/storage-error.js";
 import { chunked, describeBackendConformance, expectStorageError, readBody } from "./backend-conformance.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";

@@ -19,7 +19,7 @@ import { protoPath } from "grpc-health-check";
 import { Storage } from "@google-cloud/storage";
 import Database from "better-sqlite3";
 import { FileStorageClient } from "../client/src/index.js";
-import { gcsStorageOptions } from "../server/backends/gcs-backend.js";
+import { gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { spawnDaemon } from "./support/daemon-process.js";
 import { hasLiveObject, liveNames } from "./support/gcs-objects.js";

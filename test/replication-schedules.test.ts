@@ -11,7 +11,7 @@
  */
 import { Storage } from "@google-cloud/storage";
 import { FileStorageClient } from "../client/src/index.js";
-import { gcsStorageOptions } from "../server/backends/gcs-backend.js";
+import { gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";
 import { startProxy, type TcpProxy } from "./support/tcp-proxy.js";

@@ -1,6 +1,6 @@
 /** withRetry (attempts, backoff, timeouts, cancellation) and the circuit breaker (with an injected clock). */
 import { CircuitBreaker, type BreakerState } from "../server/engine/circuit-breaker.js";
-import { backoffCeiling, withRetry } from "../server/engine/retry.js";
+import { backoffCeiling, withRetry } from "../server/backends/gcs/retry.js";
 import { Code, StorageError } from "../server/storage-error.js";
 import { expectStorageError } from "./backend-conformance.js";
 

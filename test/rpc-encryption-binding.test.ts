@@ -14,7 +14,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { Readable } from "node:stream";
 import { FileStorageClient, FileStorageError } from "../client/src/index.js";
-import { gcsStorageOptions } from "../server/backends/gcs-backend.js";
+import { gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
 import { startDaemon, type TestDaemon } from "./support/daemon.js";
 import { failure } from "./support/expect-failure.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";

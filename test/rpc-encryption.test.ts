@@ -12,7 +12,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { FileStorageClient } from "../client/src/index.js";
-import { gcsStorageOptions } from "../server/backends/gcs-backend.js";
+import { gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
 import { deriveKeyId } from "../server/codec/keyring.js";
 import { ConfigError, loadConfig } from "../server/config.js";
 import { createLogger } from "../server/logger.js";

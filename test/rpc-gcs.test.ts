@@ -11,7 +11,7 @@ import { crc32c } from "@node-rs/crc32";
 import { FileStorageClient } from "../client/src/index.js";
 import { BufferedSource, type Backend, type PutMeta } from "../server/backends/backend.js";
 import { createFsBackend } from "../server/backends/fs-backend.js";
-import { createGcsBackend, gcsStorageOptions } from "../server/backends/gcs-backend.js";
+import { createGcsBackend, gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
 import { createChainBackend } from "../server/engine/chain-backend.js";
 import { CircuitBreaker } from "../server/engine/circuit-breaker.js";
 import { makeTempDir, type TempDir } from "./support/temp-dir.js";

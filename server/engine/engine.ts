@@ -22,7 +22,7 @@ import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
 import { BufferedSource, compareKeys, type Backend, type GetOptions, type ObjectRecord, type Outbox, type PutMeta, type PutOptions, type DeleteOptions } from "../backends/backend.js";
 import { createFsBackend, type FsFaults } from "../backends/fs-backend.js";
-import type { GcsBackend } from "../backends/gcs-backend.js";
+import type { GcsBackend } from "../backends/gcs/gcs-backend.js";
 import { createCacheBackend, type CacheBackend, type CacheOptions } from "../cache/cache-backend.js";
 import { localCacheKey, tierCacheKey, type CacheKey } from "../cache/cache-key.js";
 import { cacheNamespace } from "../cache/cache-namespace.js";
@@ -158,7 +158,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}, ho
     try {
       // Loaded only with a bucket: the embedded mode never pays for the GCS SDK.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { createGcsBackend } = require("../backends/gcs-backend.js") as typeof import("../backends/gcs-backend.js");
+      const { createGcsBackend } = require("../backends/gcs/gcs-backend.js") as typeof import("../backends/gcs/gcs-backend.js");
       gcsRaw = await createGcsBackend({
         bucket: config.gcsBucketName,
         projectId: config.gcsProjectId,

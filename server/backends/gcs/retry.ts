@@ -4,7 +4,8 @@
  * again" (UNAVAILABLE, DEADLINE_EXCEEDED) are retried by default; everything
  * else, and the caller's own cancellation, ends the loop at once.
  */
-import { Code, StorageError } from "../storage-error.js";
+import { Code, StorageError, isTransient } from "../../storage-error.js";
+import { abortError, sleep } from "../../signals.js";
 
 export interface RetryOptions {
   /** Retries after the first attempt (0 = one attempt only). */
@@ -22,9 +23,6 @@ export interface RetryOptions {
   /** Called before each retry, e.g. for metrics. */
   onRetry?: (attempt: number, error: unknown, delayMs: number) => void;
 }
-
-/** The default retry rule: the tier was unreachable or too slow. */
-export const isTransient = (e: unknown): boolean => StorageError.is(e, Code.Unavailable, Code.DeadlineExceeded);
 
 /** The backoff ceiling before retry `attempt` (1-based): min(max, base * 2^(attempt-1)). */
 export function backoffCeiling(attempt: number, baseDelayMs = 100, maxDelayMs = 5000): number {
@@ -83,20 +81,5 @@ async function runAttempt<T>(fn: (s: AbortSignal) => Promise<T>, timeoutMs: numb
 }
 
 function throwIfCancelled(signal: AbortSignal | undefined, cause?: unknown): void {
-  if (!signal?.aborted) return;
-  if (StorageError.is(signal.reason)) throw signal.reason;
-  throw new StorageError(Code.Cancelled, "the call was cancelled", { cause: cause ?? signal.reason });
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    // Cancellation ends the wait early; the loop then throws CANCELLED.
-    signal?.addEventListener("abort", done, { once: true });
-  });
+  if (signal?.aborted) throw abortError(signal, cause);
 }
