@@ -6,7 +6,7 @@
  * metadata cannot leak a key or a token.
  */
 import pino, { type DestinationStream, type Logger } from "pino";
-import type { LogLevel } from "./config.js";
+import type { LogLevel } from "./config/load-config.js";
 
 export type { Logger };
 

@@ -15,7 +15,7 @@ import { serviceDefinition } from "../client/src/grpc-binding.js";
 import { createAuthorizer, type Authorizer } from "./auth/authorizer.js";
 import { insecureListenGaps } from "./auth/listen-policy.js";
 import { readTokenFile, TokenFileError, type TokenFile } from "./auth/token-file.js";
-import { listenPolicyInput, type Config } from "./config.js";
+import { listenPolicyInput, type Config } from "./config/load-config.js";
 import type { FsFaults } from "./backends/fs-backend.js";
 import { createEngine, type Engine } from "./engine/engine.js";
 import { createLogger, type Logger } from "./logger.js";

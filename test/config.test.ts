@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { ConfigError, loadConfig, settings, type Config } from "../server/config.js";
+import { ConfigError, loadConfig, settings, type Config } from "../server/config/load-config.js";
 import { makeTempDir, type TempDir } from "./support/temp-dir.js";
 
 const KEY = Buffer.alloc(32, 0xab);

@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { FileStorageClient } from "../client/src/index.js";
 import { gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
 import { deriveKeyId } from "../server/codec/keyring.js";
-import { ConfigError, loadConfig } from "../server/config.js";
+import { ConfigError, loadConfig } from "../server/config/load-config.js";
 import { createLogger } from "../server/logger.js";
 import { startServer, type RunningServer } from "../server/server.js";
 import { startFakeGcs, type FakeGcs } from "./support/fake-gcs.js";

@@ -9,7 +9,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { FileStorageClient } from "../client/src/index.js";
-import { loadConfig } from "../server/config.js";
+import { loadConfig } from "../server/config/load-config.js";
 import { createLogger } from "../server/logger.js";
 import { startServer, type RunningServer } from "../server/server.js";
 import { failure } from "./support/expect-failure.js";

@@ -4,7 +4,7 @@
  * SIGTERM/SIGINT and reloads AUTH_TOKENS_FILE on SIGHUP.
  */
 import { Command } from "commander";
-import { ConfigError, loadConfig, settings } from "../config.js";
+import { ConfigError, loadConfig, settings } from "../config/load-config.js";
 import { createLogger } from "../logger.js";
 import { startServer, type RunningServer } from "../server.js";
 import { VERSION } from "../version.js";

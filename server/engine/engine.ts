@@ -27,7 +27,7 @@ import { createCacheBackend, type CacheBackend, type CacheOptions } from "../cac
 import { localCacheKey, tierCacheKey, type CacheKey } from "../cache/cache-key.js";
 import { cacheNamespace } from "../cache/cache-namespace.js";
 import { createCodecBackend, createKeyring } from "../codec/codec-backend.js";
-import type { Config } from "../config.js";
+import type { Config } from "../config/load-config.js";
 import { checkDelimiter, checkKey, checkPrefix } from "../keys.js";
 import { Code, StorageError, generationMismatch, invalidArgument } from "../storage-error.js";
 import { createChainBackend } from "./chain-backend.js";

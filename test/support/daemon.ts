@@ -6,7 +6,7 @@
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadConfig } from "../../server/config.js";
+import { loadConfig } from "../../server/config/load-config.js";
 import { createLogger, type Logger } from "../../server/logger.js";
 import { startServer, type RunningServer, type ServerOptions } from "../../server/server.js";
 
