@@ -17,9 +17,9 @@ import { insecureListenGaps } from "./auth/listen-policy.js";
 import { readTokenFile, TokenFileError, type TokenFile } from "./auth/token-file.js";
 import { listenPolicyInput, type Config } from "./config/load-config.js";
 import type { FsFaults } from "./backends/fs-backend.js";
-import { createEngine, type Engine } from "./engine/engine.js";
+import { buildStack, type Stack } from "./stack.js";
 import { createLogger, type Logger } from "./logger.js";
-import { createMetrics, serveMetrics, type Metrics } from "./metrics.js";
+import { createMetrics, serveMetrics, type Metrics } from "./metrics/metrics.js";
 import { createFileStorageHandlers } from "./rpc/file-storage-service.js";
 import { VERSION } from "./version.js";
 
@@ -27,7 +27,8 @@ export interface RunningServer {
   /** host:port actually bound (port 0 resolved). */
   address: string;
   port: number;
-  engine: Engine;
+  /** The storage stack: its engine, status, replication and sweeps. */
+  stack: Stack;
   metrics: Metrics;
   metricsPort?: number;
   /**
@@ -55,7 +56,7 @@ export interface ServerOptions {
 export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
   const log = opts.logger ?? createLogger(config.logLevel);
   const metrics = createMetrics();
-  const engine = await createEngine(config, {
+  const stack = await buildStack(config, {
     onCompressionSaved: (n) => metrics.compressionSaved(n),
     onFallback: () => metrics.fallbackWrite(),
     onReplicated: (op) => metrics.replicated(op),
@@ -63,13 +64,14 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     onCacheMiss: () => metrics.cacheMiss(),
     onCacheRejectedFrame: () => metrics.cacheRejectedFrame(),
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
+    tier: metrics,
     log,
   }, { fsFaults: opts.fsFaults });
   metrics.setProviders({
-    cache: () => engine.status().cache,
-    replication: () => engine.status().pending,
+    cache: () => stack.status().cache,
+    replication: () => stack.status().pending,
     gcs: () => {
-      const s = engine.status();
+      const s = stack.status();
       return { available: s.gcsAvailable, breaker: s.breaker ?? "closed" };
     },
   });
@@ -91,7 +93,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   server.addService(
     serviceDefinition(FileStorageService),
     createFileStorageHandlers({
-      engine,
+      engine: stack.engine,
+      status: () => stack.status(),
       auth,
       observer: metrics,
       log,
@@ -113,7 +116,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       server.bindAsync(config.listenAddress, credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
   } catch (err) {
-    await engine.close();
+    await stack.close();
     throw new Error(`cannot listen on LISTEN_ADDRESS=${config.listenAddress}: ${(err as Error).message}`);
   }
   widenReceiveWindows(server, log);
@@ -127,7 +130,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   };
   const checkHealth = async () => {
     try {
-      await engine.probe(AbortSignal.timeout(config.timeoutSeconds * 1000));
+      await stack.probe(AbortSignal.timeout(config.timeoutSeconds * 1000));
       setHealth(true);
     } catch (err) {
       log.warn({ err }, "no tier can take a write: health is NOT_SERVING");
@@ -144,7 +147,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   return {
     address: `${host}:${port}`,
     port,
-    engine,
+    stack,
     metrics,
     metricsPort: metricsServer?.port,
     reload: () => reloadTokens(config, auth, log),
@@ -166,7 +169,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
         });
       });
       await metricsServer?.close();
-      await engine.close();
+      await stack.close();
       log.info({}, "FileStorage stopped");
     },
   };

@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { createLogger } from "../server/logger.js";
-import { createMetrics, serveMetrics } from "../server/metrics.js";
+import { createMetrics, serveMetrics } from "../server/metrics/metrics.js";
 
 describe("createMetrics", () => {
   test("recordRequest feeds the counters, the histogram and snapshot()", async () => {

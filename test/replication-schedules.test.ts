@@ -80,7 +80,7 @@ type Truth = Map<string, string | null>;
 
 async function drain(node: Node): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    const { remaining } = await node.daemon.server.engine.replicate();
+    const { remaining } = await node.daemon.server.stack.replicate();
     if (remaining === 0) return;
     // An open breaker: wait for its reset, then the pass's first call is the trial.
     await new Promise((r) => setTimeout(r, 60));
@@ -191,7 +191,7 @@ test("a daemon restarted with its backlog still replays by the writes' origins (
   const client = new FileStorageClient(daemon.address, { retries: 0 });
   try {
     expect((await client.getStats()).pendingReplication).toBe(2);
-    await daemon.server.engine.replicate();
+    await daemon.server.stack.replicate();
     expect((await client.getStats()).pendingReplication).toBe(0);
     expect(await client.retrieve(key)).toBe("B, later, online");
     expect(await client.retrieve("restart/gone")).toBeNull();

@@ -78,7 +78,7 @@ test("Store lands in GCS with our flags in custom metadata and the generation GC
   const [bytes] = await gcsFile("rpc/text").download();
   expect(bytes.toString()).toBe("hello gcs");
   // Nothing waits in the local tier.
-  expect(daemon.server.engine.status().pending.count).toBe(0);
+  expect(daemon.server.stack.status().pending.count).toBe(0);
 });
 
 test("a compressible JSON object is gzip-compressed at rest, flagged in custom metadata only", async () => {

@@ -47,7 +47,7 @@ test("the sweep every EXPIRY_SWEEP_SECONDS reads the local index: it never lists
     const before = proxy.requests.filter(isListing).length;
     await sleep(expiresAt - Date.now() + 2200);
     expect(proxy.requests.filter(isListing).length).toBe(before);
-    const local = daemon.server.engine.status();
+    const local = daemon.server.stack.status();
     expect(local.pending.count).toBe(1); // the pending copy became a pending delete
     expect(await client.retrieve("idx/pending")).toBeNull();
   } finally {

@@ -13,6 +13,7 @@
  * view). shared-quotas.ts keeps the same accounting in Redis for daemons
  * sharing a store.
  */
+import type { Backend } from "../backends/backend.js";
 import { StorageError, Code } from "../storage-error.js";
 import { KeyLocks } from "./key-locks.js";
 
@@ -102,4 +103,20 @@ export function createQuotas(limits: Record<string, number>, initialUsage: Recor
     usage: async () => entries.map(({ prefix, used, limit }) => ({ prefix, used, limit })),
     close: async () => undefined,
   };
+}
+
+/** The bytes stored under each of `prefixes` now, by listing `store` (the quotas' start-up count). */
+export async function countUsage(store: Backend, prefixes: string[]): Promise<Record<string, number>> {
+  const usage: Record<string, number> = {};
+  for (const prefix of prefixes) {
+    let used = 0;
+    let startAfter: string | undefined;
+    do {
+      const page = await store.list({ prefix, startAfter, limit: 1000 });
+      for (const r of page.objects) used += r.size;
+      startAfter = page.next;
+    } while (startAfter !== undefined);
+    usage[prefix] = used;
+  }
+  return usage;
 }

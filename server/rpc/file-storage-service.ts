@@ -29,6 +29,7 @@ import { isUndecodable, type ServiceHandlers } from "../../client/src/grpc-bindi
 import type { Authorizer, Scope } from "../auth/authorizer.js";
 import type { Right } from "../auth/rights.js";
 import type { Engine, ListEntry } from "../engine/engine.js";
+import type { StackStatus } from "../stack.js";
 import { BufferedSource, type ObjectRecord } from "../backends/backend.js";
 import { checkKey } from "../keys.js";
 import { Code, StorageError, dataLoss, failedPrecondition, invalidArgument } from "../storage-error.js";
@@ -52,6 +53,8 @@ export interface RpcObserver {
 
 export interface ServiceOptions {
   engine: Engine;
+  /** The stack's state, for GetStats. */
+  status: () => StackStatus;
   auth: Authorizer;
   observer: RpcObserver;
   log: StatusLogger;
@@ -371,7 +374,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
 
   const getStats = unary<object, ReturnType<typeof create<typeof GetStatsResponseSchema>>>("GetStats", async (_req, call) => {
     allow(call, "admin");
-    const s = engine.status();
+    const s = o.status();
     const ops = await o.observer.snapshot();
     return create(GetStatsResponseSchema, {
       initialized: s.initialized,

@@ -15,7 +15,9 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
-export type BreakerState = "closed" | "half-open" | "open";
+import type { BreakerState } from "../engine/circuit-breaker.js";
+import type { TierObserver } from "./metrics-backend.js";
+
 export type ReplicatedOp = "put" | "delete";
 
 /** Callbacks read at scrape time; they must be cheap and must not throw. */
@@ -46,7 +48,7 @@ export interface MetricsSnapshot {
   compressionSaved: number;
 }
 
-export interface Metrics {
+export interface Metrics extends TierObserver {
   readonly registry: Registry;
   /** One finished RPC: its method name (e.g. "Store"), gRPC status name (e.g. "OK", "NOT_FOUND") and duration. */
   recordRequest(method: string, code: string, seconds: number): void;
@@ -108,6 +110,19 @@ export function createMetrics(): Metrics {
   const fallbackWrites = new Counter({
     name: "fs_fallback_writes_total",
     help: "Writes kept on the local tier because GCS was unavailable",
+    registers,
+  });
+  const tierCalls = new Counter({
+    name: "fs_tier_calls_total",
+    help: "Calls of a storage tier (gcs, local) by operation and outcome (OK, MISS or a gRPC status name)",
+    labelNames: ["tier", "op", "outcome"] as const,
+    registers,
+  });
+  const tierSeconds = new Histogram({
+    name: "fs_tier_call_seconds",
+    help: "Duration of a storage tier's calls (a get until its first answer)",
+    labelNames: ["tier", "op"] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers,
   });
   const replicatedTotal = new Counter({
@@ -184,6 +199,10 @@ export function createMetrics(): Metrics {
     compressionSaved: (bytes) => saved.inc(bytes),
     fallbackWrite: () => fallbackWrites.inc(),
     replicated: (op) => replicatedTotal.inc({ op }),
+    tierCall(tier, op, outcome, seconds) {
+      tierCalls.inc({ tier, op, outcome });
+      tierSeconds.observe({ tier, op }, seconds);
+    },
     setProviders(next) {
       Object.assign(providers, next);
     },

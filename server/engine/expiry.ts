@@ -1,0 +1,120 @@
+/**
+ * Expiry, owned here: an object whose expiresAt has passed is absent to every
+ * caller at once (isLive, used by the engine on every read); the sweeper
+ * removes it later. Backends keep, read and list expired objects like any
+ * other, so the sweeper can find them.
+ *
+ * The sweeper never overlaps itself. Every EXPIRY_SWEEP_SECONDS it takes the
+ * local tier's expired objects from its index (never a listing of the store)
+ * and deletes each through the stack, guarded by its generation so a rewrite
+ * wins (with GCS in chain mode these are pending copies, whose deletes are
+ * then replayed like any other). Every GCS_SWEEP_SECONDS it lists the bucket
+ * (rarely: it is a listing) to replace expired objects by tombstones and drop
+ * old tombstones and upload parts a crash left.
+ */
+import type { Backend, ObjectRecord } from "../backends/backend.js";
+import type { FsBackend } from "../backends/fs-backend.js";
+import type { GcsBackend } from "../backends/gcs/gcs-backend.js";
+import { Code, StorageError } from "../storage-error.js";
+import type { CircuitBreaker } from "./circuit-breaker.js";
+import type { Quotas } from "./quota.js";
+
+/** The record when it is live at `now`, else undefined (missing or expired). */
+export function isLive(record: ObjectRecord | undefined, now = Date.now()): ObjectRecord | undefined {
+  return record !== undefined && (record.expiresAt === undefined || record.expiresAt > now) ? record : undefined;
+}
+
+/** An upload part in the bucket older than this was left by a crash. */
+const UPLOAD_PART_MAX_AGE_MS = 24 * 3600 * 1000;
+const BATCH = 1000;
+
+export interface ExpirySweeperOptions {
+  /** The local tier, whose index lists its expired objects. */
+  local: FsBackend;
+  /** Deletes go through the whole stack (caches invalidate, the chain records tombstones). */
+  store: Backend;
+  gcs?: { backend: GcsBackend; breaker: CircuitBreaker; tombstoneRetentionMs: number };
+  quotas?: Quotas;
+  localIntervalMs: number;
+  gcsIntervalMs: number;
+  onExpired?: (count: number) => void;
+  log?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+}
+
+export interface ExpirySweeper {
+  /** Runs a sweep now (the local tier, and the bucket unless `gcs: false`); joins one already running. */
+  sweep(opts?: { gcs?: boolean }): Promise<number>;
+  /** Stops the timers and waits for a sweep in progress. */
+  stop(): Promise<void>;
+}
+
+export function startExpirySweeper(opts: ExpirySweeperOptions): ExpirySweeper {
+  const { local, store, gcs, quotas } = opts;
+
+  async function sweepLocal(now: number): Promise<number> {
+    let count = 0;
+    const seen = new Set<string>();
+    for (;;) {
+      const keys = local.expired(now, BATCH).filter((k) => !seen.has(k));
+      if (keys.length === 0) break;
+      for (const key of keys) {
+        seen.add(key);
+        const record = await local.head(key);
+        if (record === undefined || isLive(record, now)) continue;
+        try {
+          if (await store.delete(key, { ifGenerationMatch: record.generation })) count++;
+          await quotas?.released(key, record.size);
+        } catch (err) {
+          // Rewritten meanwhile (precondition) or a tier is down: next sweep.
+          if (!StorageError.is(err, Code.FailedPrecondition, Code.Unavailable, Code.Aborted)) throw err;
+        }
+      }
+    }
+    return count;
+  }
+
+  async function sweepGcs(now: number): Promise<number> {
+    if (gcs === undefined || gcs.breaker.state === "open") return 0;
+    const removed = await gcs.breaker.run(() =>
+      gcs.backend.sweep({
+        now,
+        tombstoneBefore: now - gcs.tombstoneRetentionMs,
+        partsBefore: now - UPLOAD_PART_MAX_AGE_MS,
+        onExpired: (r) => void quotas?.released(r.key, r.size),
+      }),
+    );
+    if (removed.tombstones + removed.parts > 0) opts.log?.info({ ...removed }, "GCS sweep removed leftovers");
+    return removed.expired;
+  }
+
+  let sweeping: Promise<number> | undefined;
+  function sweep(sweepOpts: { gcs?: boolean } = { gcs: true }): Promise<number> {
+    sweeping ??= (async () => {
+      const now = Date.now();
+      let count = await sweepLocal(now);
+      if (sweepOpts.gcs) count += await sweepGcs(now);
+      if (count > 0) opts.onExpired?.(count);
+      return count;
+    })().finally(() => {
+      sweeping = undefined;
+    });
+    return sweeping;
+  }
+
+  // A tick while a sweep runs is skipped, never queued.
+  const tick = (withGcs: boolean) => () => {
+    if (sweeping) return;
+    sweep({ gcs: withGcs }).catch((err) => opts.log?.warn({ err }, "expiry sweep failed"));
+  };
+  const timers = [setInterval(tick(false), opts.localIntervalMs)];
+  if (gcs) timers.push(setInterval(tick(true), opts.gcsIntervalMs));
+  for (const t of timers) t.unref();
+
+  return {
+    sweep,
+    async stop() {
+      for (const t of timers) clearInterval(t);
+      await sweeping?.catch(() => undefined);
+    },
+  };
+}
