@@ -15,6 +15,9 @@ from .crc32c import crc32c
 from .errors import FileStorageError, invalid_argument
 
 MiB = 1024 * 1024
+# What grpc.aio reports when a write meets a call that has ended; the call's real
+# status replaces it moments later.
+_CORE_WRITE_ERROR = "Internal error from Core"
 
 
 async def send_store_stream(conn: Connection, header: pb.StoreStreamHeader, chunks: AsyncIterator[bytes]) -> pb.ObjectInfo:
@@ -28,17 +31,22 @@ async def send_store_stream(conn: Connection, header: pb.StoreStreamHeader, chun
     try:
         await call.write(pb.StoreStreamRequest(header=header))
         async for chunk in chunks:
+            if call.done():
+                break  # the daemon ended the call (a bad header, a precondition): its status follows
             crc = crc32c(chunk, crc)
             size += len(chunk)
             await call.write(pb.StoreStreamRequest(chunk=chunk))
-        await call.write(pb.StoreStreamRequest(trailer=pb.StoreStreamTrailer(crc32c=crc, size=size)))
-        await call.done_writing()
+        if not call.done():
+            await call.write(pb.StoreStreamRequest(trailer=pb.StoreStreamTrailer(crc32c=crc, size=size)))
+            await call.done_writing()
         res = await call
-    except grpc.RpcError as err:
-        raise FileStorageError.from_rpc_error(err) from err
-    except asyncio.InvalidStateError:
-        # The daemon ended the call before we were done writing: its status says why.
-        raise await _final_status(call) from None
+    except (grpc.RpcError, asyncio.InvalidStateError):
+        # A write that meets a call the daemon already ended fails with a local INTERNAL
+        # ("Internal error from Core"); the daemon's own status usually replaces it.
+        failure = await _final_status(call)
+        if failure.details == _CORE_WRITE_ERROR:
+            failure = await _explain_lost_status(conn, header)
+        raise failure from None
     except BaseException:
         call.cancel()
         raise
@@ -46,11 +54,37 @@ async def send_store_stream(conn: Connection, header: pb.StoreStreamHeader, chun
 
 
 async def _final_status(call: Any) -> FileStorageError:
-    try:
-        await call
-    except grpc.RpcError as err:
-        return FileStorageError.from_rpc_error(err)
-    return FileStorageError(grpc.StatusCode.INTERNAL, "the daemon ended StoreStream early without an error")
+    code, details = await call.code(), await call.details()
+    for _ in range(100):
+        if code != grpc.StatusCode.INTERNAL or details != _CORE_WRITE_ERROR:
+            break
+        await asyncio.sleep(0.01)
+        code, details = await call.code(), await call.details()
+    if code == grpc.StatusCode.OK:
+        return FileStorageError(grpc.StatusCode.INTERNAL, "the daemon ended StoreStream early without an error")
+    return FileStorageError(code, details or "")
+
+
+async def _explain_lost_status(conn: Connection, header: pb.StoreStreamHeader) -> FileStorageError:
+    """grpc.aio sometimes keeps its local INTERNAL over the daemon's status (when that status
+    arrived just before the failed write). The usual early refusal is a generation
+    precondition, which a Stat can confirm; anything else is reported as it is."""
+    if header.HasField("if_generation_match"):
+        try:
+            res = await conn.unary("Stat", pb.StatRequest(key=header.key), idempotent=True)
+            current = res.object.generation
+        except FileStorageError as err:
+            current = 0 if err.code == grpc.StatusCode.NOT_FOUND else None
+        if current is not None and current != header.if_generation_match:
+            return FileStorageError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f'generation precondition failed for key "{header.key}": expected {header.if_generation_match}, '
+                f"found {current} (0 = absent)",
+            )
+    return FileStorageError(
+        grpc.StatusCode.INTERNAL,
+        "the daemon ended StoreStream before the upload was sent whole and grpc lost its reason; nothing was stored",
+    )
 
 
 async def open_retrieve_stream(
