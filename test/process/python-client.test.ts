@@ -73,7 +73,7 @@ beforeAll(async () => {
   python = path.join(venv, "bin/python");
   await runOk("python -m venv", TOOLS_PYTHON, ["-m", "venv", "--without-pip", venv], { timeoutMs: 60_000 });
   const pip = ["-m", "pip", "--python", python, "install", "--quiet", "--disable-pip-version-check", "--no-index", "--find-links", WHEELS];
-  await runOk("pip install ./clients/python[crc32c] pytest pytest-asyncio", TOOLS_PYTHON, [...pip, `${pkg}[crc32c]`, "pytest", "pytest-asyncio", "aiofiles"], {
+  await runOk("pip install ./clients/python[crc32c,gcs] pytest pytest-asyncio", TOOLS_PYTHON, [...pip, `${pkg}[crc32c,gcs]`, "pytest", "pytest-asyncio", "aiofiles"], {
     timeoutMs: 120_000,
   });
   await runOk("pip install --no-deps aiecs (the old component)", TOOLS_PYTHON, [...pip, "--no-deps", "aiecs"], { timeoutMs: 60_000 });

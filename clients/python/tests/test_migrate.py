@@ -141,3 +141,35 @@ def test_migrate_reports_an_unreachable_daemon_and_bad_arguments(tmp_path) -> No
     assert r.returncode == 2 and "cannot take writes: UNAVAILABLE" in r.stderr
     r = subprocess.run([sys.executable, "-m", "filestorage_client.migrate"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "give a folder or --gcs-bucket" in r.stderr
+
+
+async def test_migrate_reads_the_old_components_bucket(fake_gcs: str, daemon_address: str, prefix: str, monkeypatch) -> None:
+    """The old component on GCS (fake-gcs-server): blob metadata became strings, gzip went to
+    Content-Encoding (and its own retrieve then failed on it), bytes came back None."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs)
+    old = load_old_file_storage().FileStorage({"gcs_bucket_name": "old-bucket", "gcs_project_id": "proj",
+                                               "enable_local_fallback": False, "enable_cache": False})
+    assert await old.initialize() is True and old.get_stats()["gcs_available"] is True
+    assert await old.store("tasks/1/result", {"score": 0.5}, {"tags": ["ml", "v2"], "attempt": 2})
+    assert await old.store("logs/long.log", BIG_TEXT, {"kind": "log"})
+    assert await old.store("images/pixel.png", PNG)
+    assert await old.store("notes/hello.txt", "hello wörld")
+    assert await old.retrieve("logs/long.log") is None  # its gzip was undone twice
+    assert await old.retrieve("images/pixel.png") is None
+
+    r = subprocess.run(
+        [sys.executable, "-m", "filestorage_client.migrate", "--gcs-bucket", "old-bucket", "--gcs-project", "proj",
+         "--address", daemon_address, "--key-prefix", prefix, "--trust-pickle", "--json"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "STORAGE_EMULATOR_HOST": fake_gcs},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["moved"] == 4 and summary["by_kind"] == {"bytes": 1, "json": 1, "text": 2}
+    assert "metadata tags read back from the Python repr GCS kept" in r.stdout
+    async with FileStorage({"address": daemon_address, "strict": True}) as fs:
+        assert await fs.retrieve(prefix + "tasks/1/result") == {"score": 0.5}
+        assert (await fs.stat(prefix + "tasks/1/result")).metadata == {"tags": ["ml", "v2"], "attempt": "2"}
+        assert await fs.retrieve(prefix + "logs/long.log") == BIG_TEXT
+        assert (await fs.stat(prefix + "logs/long.log")).metadata == {"kind": "log"}
+        assert await fs.retrieve(prefix + "images/pixel.png") == PNG
+        assert await fs.retrieve(prefix + "notes/hello.txt") == "hello wörld"

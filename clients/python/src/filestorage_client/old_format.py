@@ -16,6 +16,7 @@ whatever it unpickles to (only with trust_pickle, by plain_pickle), valid UTF-8 
 
 from __future__ import annotations
 
+import ast
 import codecs
 import gzip
 import json
@@ -24,7 +25,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import plain_pickle
 
@@ -123,8 +124,31 @@ def scan_bucket(bucket_name: str, *, project: Optional[str] = None, prefix: Opti
             spool.seek(0)
             return spool  # type: ignore[return-value]
 
-        metadata = dict(blob.metadata) if blob.metadata else None
-        yield OldObject(blob.name, open_blob, metadata, blob.content_encoding == "gzip")
+        metadata, notes = _bucket_metadata(blob.metadata)
+        yield OldObject(blob.name, open_blob, metadata, blob.content_encoding == "gzip", notes)
+
+
+def _bucket_metadata(recorded: Optional[Dict[str, str]]) -> Tuple[Optional[Dict[str, Any]], List[str]]:
+    """GCS custom metadata holds strings only: the old component's lists and dicts arrive as
+    their Python repr ("['a', 'b']"). Those are read back with ast.literal_eval (literals
+    only, nothing is run); numbers and booleans stay strings, since "3" and 3 look alike."""
+    if not recorded:
+        return None, []
+    out: Dict[str, Any] = {}
+    restored = []
+    for name, value in recorded.items():
+        out[name] = value
+        if isinstance(value, str) and value[:1] in ("[", "{"):
+            try:
+                parsed = ast.literal_eval(value)
+                kind, plain, _ = plain_pickle.to_kind(parsed)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, plain_pickle.NotPlainData):
+                continue
+            if kind == "json" and isinstance(plain, (list, dict)):
+                out[name] = plain
+                restored.append(name)
+    notes = [f"metadata {', '.join(sorted(restored))} read back from the Python repr GCS kept"] if restored else []
+    return out, notes
 
 
 def decode(obj: OldObject, *, trust_pickle: bool, compression_threshold: int = 1024, raw_as: str = "auto") -> Decoded:
