@@ -41,8 +41,8 @@ class Connection:
             ("grpc.max_send_message_length", limit),
             # grpc's default reconnect backoff starts at 1 s, longer than the retry
             # backoff: retries after a daemon restart would all meet a waiting channel.
+            # (Not grpc.min_reconnect_backoff_ms: that is also the connect timeout.)
             ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2000),
         ]
         if config.tls and config.tls.server_name:

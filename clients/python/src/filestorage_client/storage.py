@@ -78,6 +78,7 @@ class FileStorage:
 
     @property
     def strict(self) -> bool:
+        """Whether failures raise FileStorageError (config ``strict``)."""
         return self._config.strict
 
     async def __aenter__(self) -> "FileStorage":
@@ -127,8 +128,18 @@ class FileStorage:
         Values over max_unary_bytes go through StoreStream. True once stored."""
 
         async def run() -> bool:
-            await self._store_info(key, data, metadata, content_type=content_type, kind=kind,
-                                   if_generation_match=if_generation_match, expires_at=expires_at)
+            raw, data_kind = encode_value(data, kind)
+            header = self._header(key, data_kind, metadata, content_type, if_generation_match, expires_at, len(raw))
+            if len(raw) > self._config.max_unary_bytes:
+                await send_store_stream(self._conn, header, chunks_of(raw, MiB))
+                return True
+            request = pb.StoreRequest(key=key, data=bytes(raw), kind=data_kind, content_type=header.content_type,
+                                      metadata=header.metadata if header.HasField("metadata") else None,
+                                      expires_at=header.expires_at if header.HasField("expires_at") else None)
+            if if_generation_match is not None:
+                request.if_generation_match = if_generation_match
+            # Only a conditional store is safe to repeat: a repeat cannot overwrite a newer write.
+            await self._conn.unary("Store", request, idempotent=if_generation_match is not None)
             return True
 
         return await self._lenient(f"store({key!r})", False, run)
@@ -335,24 +346,6 @@ class FileStorage:
         stats = {**stats_dict(res), "address": self.address, "stale": False}
         self._snapshot = stats
         return stats
-
-    async def _store_info(self, key: str, data: Any, metadata: Any, **opts: Any) -> ObjectInfo:
-        raw, kind = encode_value(data, opts.pop("kind"))
-        if len(raw) > self._config.max_unary_bytes:
-            header = self._header(key, kind, metadata, opts["content_type"], opts["if_generation_match"],
-                                  opts["expires_at"], len(raw))
-            return ObjectInfo.from_proto(await send_store_stream(self._conn, header, chunks_of(raw, MiB)))
-        request = pb.StoreRequest(key=key, data=bytes(raw), kind=kind, content_type=opts["content_type"] or "")
-        struct = to_struct(metadata)
-        if struct is not None:
-            request.metadata.CopyFrom(struct)
-        if opts["if_generation_match"] is not None:
-            request.if_generation_match = opts["if_generation_match"]
-        if opts["expires_at"] is not None:
-            request.expires_at.CopyFrom(_timestamp(opts["expires_at"]))
-        # Only a conditional store is safe to repeat: a repeat cannot overwrite a newer write.
-        res = await self._conn.unary("Store", request, idempotent=opts["if_generation_match"] is not None)
-        return ObjectInfo.from_proto(res.object)
 
     def _header(self, key: str, kind: int, metadata: Any, content_type: Optional[str],
                 if_generation_match: Optional[int], expires_at: Optional[datetime], size: Optional[int]) -> pb.StoreStreamHeader:
