@@ -7,7 +7,15 @@
 #     (clients/go/go.sum) are downloaded and built once, so its tests run
 #     offline (GOPROXY=off) and fast
 #   a Python venv at .test-tools/venv with pinned grpcio, grpcio-tools and
-#     protobuf (the polyglot tests generate Python stubs with it)
+#     protobuf (the polyglot tests generate Python stubs with it, and
+#     clients/python/generate.sh the committed stubs of filestorage_client)
+#   a wheelhouse at .test-tools/python-wheels (pinned) from which the Python
+#     client's test (test/process/python-client.test.ts) installs
+#     clients/python and pytest into a fresh venv with pip --no-index; it also
+#     holds the old component (aiecs, installed --no-deps) the migration
+#     tests run to write their fixtures, and google-cloud-storage (the old
+#     component's GCS backend and the migration's bucket reader, against
+#     fake-gcs-server)
 #   redis-server from Debian's packages (root) or PyPI's bundled wheel.
 #   openssl (Debian's package, root): the TLS tests make their certificates with it.
 # Each pinned tool is skipped when its version marker matches. Several jest
@@ -21,6 +29,13 @@ HEALTH_PROBE_VERSION="v0.4.62"
 GRPCIO_VERSION="1.85.1"
 GRPCIO_TOOLS_VERSION="1.85.1"
 PROTOBUF_VERSION="7.36.2"
+SETUPTOOLS_VERSION="84.2.1"
+PYTEST_VERSION="9.2.0"
+PYTEST_ASYNCIO_VERSION="1.5.0"
+GOOGLE_CRC32C_VERSION="1.9.0"
+AIOFILES_VERSION="25.1.0"
+AIECS_VERSION="2.2.0"
+GOOGLE_CLOUD_STORAGE_VERSION="3.17.1"
 bin="$PWD/.test-tools/bin"
 mkdir -p "$bin"
 exec 9>"$PWD/.test-tools/.install-lock"
@@ -91,6 +106,19 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.pins" 2>/dev/null)" != "$venv
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $venv_pins \
     || { echo "install-tools: FAILED to pip install $venv_pins" >&2; exit 1; }
   echo "$venv_pins" > "$venv/.pins"
+fi
+
+wheels="$PWD/.test-tools/python-wheels"
+wheel_pins="grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION setuptools==$SETUPTOOLS_VERSION pytest==$PYTEST_VERSION pytest-asyncio==$PYTEST_ASYNCIO_VERSION google-crc32c==$GOOGLE_CRC32C_VERSION aiofiles==$AIOFILES_VERSION google-cloud-storage==$GOOGLE_CLOUD_STORAGE_VERSION"
+if [ "$(cat "$wheels/.pins" 2>/dev/null)" != "$wheel_pins aiecs==$AIECS_VERSION" ]; then
+  echo "install-tools: pip download $wheel_pins aiecs==$AIECS_VERSION (no deps) into .test-tools/python-wheels" >&2
+  rm -rf "$wheels"
+  mkdir -p "$wheels"
+  "$venv/bin/python" -m pip download --quiet --disable-pip-version-check -d "$wheels" $wheel_pins \
+    || { echo "install-tools: FAILED to download the Python client's test wheels ($wheel_pins)" >&2; exit 1; }
+  "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps -d "$wheels" "aiecs==$AIECS_VERSION" \
+    || { echo "install-tools: FAILED to download aiecs==$AIECS_VERSION (the old component)" >&2; exit 1; }
+  echo "$wheel_pins aiecs==$AIECS_VERSION" > "$wheels/.pins"
 fi
 
 if ! command -v redis-server >/dev/null && [ ! -x "$bin/redis-server" ]; then

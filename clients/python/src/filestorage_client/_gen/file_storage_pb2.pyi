@@ -1,0 +1,302 @@
+import datetime
+
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DataKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_KIND_UNSPECIFIED: _ClassVar[DataKind]
+    DATA_KIND_BYTES: _ClassVar[DataKind]
+    DATA_KIND_TEXT: _ClassVar[DataKind]
+    DATA_KIND_JSON: _ClassVar[DataKind]
+
+class Backend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BACKEND_UNSPECIFIED: _ClassVar[Backend]
+    BACKEND_GCS: _ClassVar[Backend]
+    BACKEND_LOCAL: _ClassVar[Backend]
+DATA_KIND_UNSPECIFIED: DataKind
+DATA_KIND_BYTES: DataKind
+DATA_KIND_TEXT: DataKind
+DATA_KIND_JSON: DataKind
+BACKEND_UNSPECIFIED: Backend
+BACKEND_GCS: Backend
+BACKEND_LOCAL: Backend
+
+class ObjectInfo(_message.Message):
+    __slots__ = ("key", "kind", "size", "stored_size", "content_type", "metadata", "generation", "crc32c", "compressed", "encrypted", "backend", "pending_replication", "created_at", "updated_at", "expires_at")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    STORED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CRC32C_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSED_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTED_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    PENDING_REPLICATION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    kind: DataKind
+    size: int
+    stored_size: int
+    content_type: str
+    metadata: _struct_pb2.Struct
+    generation: int
+    crc32c: int
+    compressed: bool
+    encrypted: bool
+    backend: Backend
+    pending_replication: bool
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, key: _Optional[str] = ..., kind: _Optional[_Union[DataKind, str]] = ..., size: _Optional[int] = ..., stored_size: _Optional[int] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., generation: _Optional[int] = ..., crc32c: _Optional[int] = ..., compressed: _Optional[bool] = ..., encrypted: _Optional[bool] = ..., backend: _Optional[_Union[Backend, str]] = ..., pending_replication: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StoreRequest(_message.Message):
+    __slots__ = ("key", "data", "kind", "content_type", "metadata", "if_generation_match", "expires_at")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    IF_GENERATION_MATCH_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    data: bytes
+    kind: DataKind
+    content_type: str
+    metadata: _struct_pb2.Struct
+    if_generation_match: int
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, key: _Optional[str] = ..., data: _Optional[bytes] = ..., kind: _Optional[_Union[DataKind, str]] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., if_generation_match: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StoreResponse(_message.Message):
+    __slots__ = ("object",)
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    object: ObjectInfo
+    def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ...) -> None: ...
+
+class StoreStreamRequest(_message.Message):
+    __slots__ = ("header", "chunk", "trailer")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    header: StoreStreamHeader
+    chunk: bytes
+    trailer: StoreStreamTrailer
+    def __init__(self, header: _Optional[_Union[StoreStreamHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., trailer: _Optional[_Union[StoreStreamTrailer, _Mapping]] = ...) -> None: ...
+
+class StoreStreamHeader(_message.Message):
+    __slots__ = ("key", "kind", "content_type", "metadata", "size", "if_generation_match", "expires_at")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    IF_GENERATION_MATCH_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    kind: DataKind
+    content_type: str
+    metadata: _struct_pb2.Struct
+    size: int
+    if_generation_match: int
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, key: _Optional[str] = ..., kind: _Optional[_Union[DataKind, str]] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., size: _Optional[int] = ..., if_generation_match: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StoreStreamTrailer(_message.Message):
+    __slots__ = ("crc32c", "size")
+    CRC32C_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    crc32c: int
+    size: int
+    def __init__(self, crc32c: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+
+class StoreStreamResponse(_message.Message):
+    __slots__ = ("object",)
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    object: ObjectInfo
+    def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ...) -> None: ...
+
+class RetrieveRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class RetrieveResponse(_message.Message):
+    __slots__ = ("object", "data")
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    object: ObjectInfo
+    data: bytes
+    def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class RetrieveStreamRequest(_message.Message):
+    __slots__ = ("key", "offset", "limit", "if_generation_match")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    IF_GENERATION_MATCH_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    offset: int
+    limit: int
+    if_generation_match: int
+    def __init__(self, key: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., if_generation_match: _Optional[int] = ...) -> None: ...
+
+class RetrieveStreamResponse(_message.Message):
+    __slots__ = ("object", "chunk")
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    object: ObjectInfo
+    chunk: bytes
+    def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class StatRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class StatResponse(_message.Message):
+    __slots__ = ("object",)
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    object: ObjectInfo
+    def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ...) -> None: ...
+
+class ExistsRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class ExistsResponse(_message.Message):
+    __slots__ = ("exists",)
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    exists: bool
+    def __init__(self, exists: _Optional[bool] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("key", "if_generation_match")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    IF_GENERATION_MATCH_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    if_generation_match: int
+    def __init__(self, key: _Optional[str] = ..., if_generation_match: _Optional[int] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class DeleteManyRequest(_message.Message):
+    __slots__ = ("keys", "prefix")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    prefix: str
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., prefix: _Optional[str] = ...) -> None: ...
+
+class DeleteManyResponse(_message.Message):
+    __slots__ = ("deleted_count",)
+    DELETED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    deleted_count: int
+    def __init__(self, deleted_count: _Optional[int] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ("prefix", "limit", "page_token", "delimiter", "include_info")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DELIMITER_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_INFO_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    limit: int
+    page_token: str
+    delimiter: str
+    include_info: bool
+    def __init__(self, prefix: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., delimiter: _Optional[str] = ..., include_info: _Optional[bool] = ...) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys", "prefixes", "next_page_token", "objects")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    prefixes: _containers.RepeatedScalarFieldContainer[str]
+    next_page_token: str
+    objects: _containers.RepeatedCompositeFieldContainer[ObjectInfo]
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., prefixes: _Optional[_Iterable[str]] = ..., next_page_token: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class OperationCount(_message.Message):
+    __slots__ = ("method", "total", "successful", "failed")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSFUL_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    total: int
+    successful: int
+    failed: int
+    def __init__(self, method: _Optional[str] = ..., total: _Optional[int] = ..., successful: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("initialized", "gcs_available", "local_fallback_enabled", "cache_enabled", "compression_enabled", "encryption_enabled", "cache_entries", "cache_bytes", "total_operations", "successful_operations", "failed_operations", "cache_hits", "cache_misses", "compression_savings_bytes", "pending_replication", "oldest_pending_age_seconds", "uptime_seconds", "version", "operations")
+    INITIALIZED_FIELD_NUMBER: _ClassVar[int]
+    GCS_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FALLBACK_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    CACHE_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    CACHE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSFUL_OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_MISSES_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_SAVINGS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PENDING_REPLICATION_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_PENDING_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    initialized: bool
+    gcs_available: bool
+    local_fallback_enabled: bool
+    cache_enabled: bool
+    compression_enabled: bool
+    encryption_enabled: bool
+    cache_entries: int
+    cache_bytes: int
+    total_operations: int
+    successful_operations: int
+    failed_operations: int
+    cache_hits: int
+    cache_misses: int
+    compression_savings_bytes: int
+    pending_replication: int
+    oldest_pending_age_seconds: float
+    uptime_seconds: float
+    version: str
+    operations: _containers.RepeatedCompositeFieldContainer[OperationCount]
+    def __init__(self, initialized: _Optional[bool] = ..., gcs_available: _Optional[bool] = ..., local_fallback_enabled: _Optional[bool] = ..., cache_enabled: _Optional[bool] = ..., compression_enabled: _Optional[bool] = ..., encryption_enabled: _Optional[bool] = ..., cache_entries: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., total_operations: _Optional[int] = ..., successful_operations: _Optional[int] = ..., failed_operations: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., compression_savings_bytes: _Optional[int] = ..., pending_replication: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ..., operations: _Optional[_Iterable[_Union[OperationCount, _Mapping]]] = ...) -> None: ...

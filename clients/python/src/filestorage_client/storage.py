@@ -1,0 +1,457 @@
+"""FileStorage: the async API of the in-process component it replaces, over the daemon.
+
+A service switches by changing one import::
+
+    # from aiecs.infrastructure.persistence.file_storage import FileStorage, get_file_storage
+    from filestorage_client import FileStorage, get_file_storage
+
+The familiar calls keep their names, arguments and return types. Failures return
+False/None/[] and log an error, as the old component documented, unless the config says
+``strict``: then they raise FileStorageError carrying the gRPC code. A missing key is not
+a failure: ``retrieve`` gives None, ``exists`` False, ``delete`` False, in both modes.
+What the old component got wrong is not repeated: values keep their kind (a JSON-looking
+string stays a string, bytes are never None, b"" stays b""), nothing is pickled, keys are
+checked by the daemon, and ``list_keys`` is sorted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import aclosing
+from datetime import datetime
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, TypeVar
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from ._gen import file_storage_pb2 as pb
+from .config import MiB, parse_config
+from .connection import Connection
+from .crc32c import crc32c
+from .errors import FileStorageError, invalid_argument
+from .file_download import download_to_file, download_to_path
+from .object_info import ListPage, ObjectInfo, stats_dict
+from .transfers import chunks_of, open_retrieve_stream, send_store_stream
+from .values import decode_value, encode_value, kind_of, to_struct
+
+logger = logging.getLogger("filestorage_client")
+
+T = TypeVar("T")
+
+#: Keys per ListKeys page when following pages (the daemon's default; at most 10000).
+PAGE_SIZE = 1000
+#: get_stats() is a blocking call made on the caller's thread, often an event loop's:
+#: it waits at most this long (or timeout_seconds, if shorter).
+SYNC_STATS_TIMEOUT_SECONDS = 5.0
+
+_UNAVAILABLE_STATS = {
+    "initialized": False,
+    "gcs_available": False,
+    "local_fallback_enabled": False,
+    "cache_enabled": False,
+    "cache_size": 0,
+    "metrics": {},
+}
+
+
+class FileStorage:
+    """A client of one FileStorage daemon with the old component's API.
+
+    ``config`` is a dict (see ``config.parse_config``): ``address`` (default
+    ``$FILESTORAGE_ADDRESS`` or 127.0.0.1:50051), ``token``, ``tls``, ``timeout_seconds``,
+    ``strict``, ``max_unary_bytes``, ``retries``; the old component's keys are accepted and
+    ignored. Raises ValueError for a bad value. Cheap to make: channels open on first use.
+    """
+
+    def __init__(self, config: Optional[Mapping[str, Any]] = None) -> None:
+        self._config = parse_config(config)
+        self._conn = Connection(self._config)
+        self._initialized = False
+        self._snapshot: Optional[dict] = None
+
+    @property
+    def address(self) -> str:
+        """The daemon's gRPC target."""
+        return self._config.address
+
+    @property
+    def strict(self) -> bool:
+        """Whether failures raise FileStorageError (config ``strict``)."""
+        return self._config.strict
+
+    async def __aenter__(self) -> "FileStorage":
+        return self
+
+    async def __aexit__(self, *_exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes this loop's channel and the sync one (calls after it reopen them)."""
+        await self._conn.close()
+
+    # The familiar API.
+
+    async def initialize(self) -> bool:
+        """Checks that the daemon answers (GetStats; a token without the admin right
+        passes too: the daemon knew it). True when it does; False and an error log when it
+        does not (strict: FileStorageError)."""
+
+        async def run() -> bool:
+            try:
+                await self.get_stats_async()
+            except FileStorageError as err:
+                if err.code != grpc.StatusCode.PERMISSION_DENIED:
+                    raise
+            self._initialized = True
+            return True
+
+        return await self._lenient("initialize", False, run)
+
+    async def store(
+        self,
+        key: str,
+        data: Any,
+        metadata: Optional[Mapping[str, Any]] = None,
+        *,
+        content_type: Optional[str] = None,
+        kind: Optional[str] = None,
+        if_generation_match: Optional[int] = None,
+        expires_at: Optional[datetime] = None,
+    ) -> bool:
+        """Stores ``data`` under ``key``: str -> TEXT, bytes/bytearray/memoryview -> BYTES,
+        other JSON values (dict, list, numbers, bool, None) -> JSON; ``kind`` ("bytes",
+        "text", "json") overrides. ``metadata`` is a JSON object (lists and numbers stay
+        lists and numbers). ``if_generation_match`` writes only over that generation (0 =
+        only if absent; FAILED_PRECONDITION otherwise) and makes the call safe to retry.
+        Values over max_unary_bytes go through StoreStream. True once stored."""
+
+        async def run() -> bool:
+            raw, data_kind = encode_value(data, kind)
+            header = self._header(key, data_kind, metadata, content_type, if_generation_match, expires_at, len(raw))
+            if len(raw) > self._config.max_unary_bytes:
+                await send_store_stream(self._conn, header, chunks_of(raw, MiB))
+                return True
+            request = pb.StoreRequest(key=key, data=bytes(raw), kind=data_kind, content_type=header.content_type,
+                                      metadata=header.metadata if header.HasField("metadata") else None,
+                                      expires_at=header.expires_at if header.HasField("expires_at") else None)
+            if if_generation_match is not None:
+                request.if_generation_match = if_generation_match
+            # Only a conditional store is safe to repeat: a repeat cannot overwrite a newer write.
+            await self._conn.unary("Store", request, idempotent=if_generation_match is not None)
+            return True
+
+        return await self._lenient(f"store({key!r})", False, run)
+
+    async def retrieve(self, key: str) -> Any:
+        """The value stored under ``key``, of exactly the kind stored (str, bytes, or the
+        JSON value), or None when there is none (a failure gives None too, unless strict).
+        Objects over the daemon's unary limit arrive through RetrieveStream."""
+        return await self._lenient(f"retrieve({key!r})", None, lambda: self._retrieve(key))
+
+    async def delete(self, key: str, *, if_generation_match: Optional[int] = None) -> bool:
+        """Deletes ``key``: True when it existed, False when there was nothing to delete
+        (the old component said True then). With ``if_generation_match`` only that
+        generation is deleted (FAILED_PRECONDITION otherwise), and the call is retried."""
+
+        async def run() -> bool:
+            request = pb.DeleteRequest(key=key)
+            if if_generation_match is not None:
+                request.if_generation_match = if_generation_match
+            # Unconditional deletes are not retried: a repeat could delete a newer write.
+            res = await self._conn.unary("Delete", request, idempotent=if_generation_match is not None)
+            return res.deleted
+
+        return await self._lenient(f"delete({key!r})", False, run)
+
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` holds an object."""
+
+        async def run() -> bool:
+            return (await self._conn.unary("Exists", pb.ExistsRequest(key=key), idempotent=True)).exists
+
+        return await self._lenient(f"exists({key!r})", False, run)
+
+    async def list_keys(self, prefix: Optional[str] = None, limit: Optional[int] = None) -> list:
+        """Keys starting with ``prefix`` in byte order, at most ``limit`` of them (all when
+        None or 0, as with the old component), following the daemon's pages."""
+
+        async def run() -> list:
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+                raise invalid_argument(f"limit must be an integer >= 0, got {limit!r}")
+            page_size = min(limit, PAGE_SIZE) if limit else PAGE_SIZE
+            keys: list = []
+            async with aclosing(self._iter_keys(prefix, page_size)) as it:
+                async for key in it:
+                    keys.append(key)
+                    if limit and len(keys) >= limit:
+                        break
+            return keys
+
+        return await self._lenient(f"list_keys({prefix!r})", [], run)
+
+    def get_stats(self) -> dict:
+        """The daemon's state and counters, fetched now with a blocking call (at most
+        SYNC_STATS_TIMEOUT_SECONDS): ``initialized``, ``gcs_available``,
+        ``local_fallback_enabled``, ``cache_enabled``, ``cache_size`` (entries in the
+        daemon's cache), ``metrics`` (per-method counters), every other GetStats field
+        (total_operations, cache_bytes, pending_replication, ...), ``address`` and
+        ``stale``. Sync like the old component's; in async code ``await
+        get_stats_async()`` does not block the loop. When the daemon cannot be asked, the
+        last answer (from either call) comes back with ``stale`` True and ``error``
+        (strict: FileStorageError)."""
+        timeout = min(self._config.timeout_seconds, SYNC_STATS_TIMEOUT_SECONDS)
+        try:
+            res = self._conn.sync_stub().GetStats(pb.GetStatsRequest(), timeout=timeout, metadata=self._conn.metadata)
+        except grpc.RpcError as err:
+            failure = FileStorageError.from_rpc_error(err)
+            if self._config.strict:
+                raise failure from err
+            logger.error("FileStorage.get_stats failed: %s", failure)
+            return {**(self._snapshot or _UNAVAILABLE_STATS), "address": self.address, "stale": True, "error": str(failure)}
+        return self._remember(res)
+
+    async def get_stats_async(self) -> dict:
+        """Like get_stats, without blocking the event loop; raises FileStorageError."""
+        res = await self._conn.unary("GetStats", pb.GetStatsRequest(), idempotent=True)
+        return self._remember(res)
+
+    # Beyond the old API.
+
+    async def stat(self, key: str) -> Optional[ObjectInfo]:
+        """The ObjectInfo of ``key`` (kind, size, metadata, generation, crc32c, ...).
+        A missing key is NOT_FOUND: None, or FileStorageError when strict."""
+
+        async def run() -> ObjectInfo:
+            res = await self._conn.unary("Stat", pb.StatRequest(key=key), idempotent=True)
+            return ObjectInfo.from_proto(res.object)
+
+        return await self._lenient(f"stat({key!r})", None, run)
+
+    async def delete_many(self, keys: Optional[Iterable[str]] = None, *, prefix: Optional[str] = None) -> Optional[int]:
+        """Deletes the listed keys and/or every key under a non-empty ``prefix``; returns
+        how many were deleted (None on failure unless strict)."""
+
+        async def run() -> int:
+            request = pb.DeleteManyRequest(keys=list(keys or ()), prefix=prefix or "")
+            return (await self._conn.unary("DeleteMany", request, idempotent=False)).deleted_count
+
+        return await self._lenient("delete_many", None, run)
+
+    async def list_page(
+        self,
+        prefix: Optional[str] = None,
+        limit: Optional[int] = None,
+        page_token: Optional[str] = None,
+        *,
+        delimiter: Optional[str] = None,
+        include_info: bool = False,
+    ) -> Optional[ListPage]:
+        """One ListKeys page (``limit`` keys, the daemon's default 1000 when None); pass its
+        ``next_page_token`` back as ``page_token`` for the next."""
+        return await self._lenient(
+            "list_page", None, lambda: self._list_page(prefix, limit, page_token, delimiter, include_info)
+        )
+
+    def iter_keys(self, prefix: Optional[str] = None, *, page_size: int = PAGE_SIZE, delimiter: Optional[str] = None) -> AsyncIterator[str]:
+        """Every key under ``prefix`` in byte order, fetching pages as it goes
+        (``async for key in fs.iter_keys("tasks/")``). Raises FileStorageError, in either mode."""
+        return self._iter_keys(prefix, page_size, delimiter)
+
+    async def upload(
+        self,
+        key: str,
+        source: Any,
+        *,
+        kind: str = "bytes",
+        metadata: Optional[Mapping[str, Any]] = None,
+        content_type: Optional[str] = None,
+        if_generation_match: Optional[int] = None,
+        expires_at: Optional[datetime] = None,
+        size: Optional[int] = None,
+        chunk_size: int = MiB,
+    ) -> Optional[ObjectInfo]:
+        """Streams ``source`` into ``key`` with StoreStream at constant memory: a path, a
+        binary file object, bytes, or an (async) iterable of bytes, sent in chunks of
+        ``chunk_size`` with a trailer holding the size and CRC32C of all of it (the daemon
+        keeps nothing if it received anything else: DATA_LOSS). ``size`` (taken from the
+        file for a path) is declared in the header and checked too. Not retried: a source
+        may be readable once. Returns the new ObjectInfo."""
+
+        async def run() -> ObjectInfo:
+            declared = size
+            if declared is None and isinstance(source, (str, os.PathLike)):
+                declared = os.path.getsize(source)
+            header = self._header(key, kind_of(kind), metadata, content_type, if_generation_match, expires_at, declared)
+            info = await send_store_stream(self._conn, header, chunks_of(source, _chunk_size(chunk_size)))
+            return ObjectInfo.from_proto(info)
+
+        return await self._lenient(f"upload({key!r})", None, run)
+
+    async def download(self, key: str, destination: Any, *, resume: bool = True) -> Optional[ObjectInfo]:
+        """Streams ``key`` into ``destination`` at constant memory and checks its size and
+        CRC32C (DATA_LOSS on a mismatch). A path is written atomically through
+        ``<path>.g<generation>.partial``; with ``resume`` a partial file left by a broken
+        download continues where it stopped, only if the object still has that generation.
+        A binary file object is written as the bytes come (no resume). Returns the
+        ObjectInfo; NOT_FOUND for a missing key (None unless strict)."""
+
+        async def run() -> ObjectInfo:
+            if isinstance(destination, (str, os.PathLike)):
+                info = await download_to_path(self._conn, key, destination, resume=resume)
+            else:
+                info = await download_to_file(self._conn, key, destination)
+            return ObjectInfo.from_proto(info)
+
+        return await self._lenient(f"download({key!r})", None, run)
+
+    async def read_range(self, key: str, offset: int = 0, limit: Optional[int] = None) -> Optional[bytes]:
+        """``limit`` bytes of ``key`` from ``offset`` (to the end when None), through
+        RetrieveStream. OUT_OF_RANGE when offset is past the end (None unless strict)."""
+
+        async def run() -> bytes:
+            parts = []
+            async with aclosing(self.iter_download(key, offset=offset, limit=limit)) as it:
+                async for chunk in it:
+                    parts.append(chunk)
+            return b"".join(parts)
+
+        return await self._lenient(f"read_range({key!r})", None, run)
+
+    async def iter_download(
+        self, key: str, *, offset: int = 0, limit: Optional[int] = None, if_generation_match: Optional[int] = None
+    ) -> AsyncIterator[bytes]:
+        """The bytes of ``key`` (from ``offset``, at most ``limit``) as chunks, read from the
+        daemon only as fast as they are consumed. Raises FileStorageError, in either mode."""
+        _, chunks = await open_retrieve_stream(
+            self._conn, key, offset=offset, limit=limit or 0, if_generation_match=if_generation_match
+        )
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
+
+    # Internals.
+
+    async def _lenient(self, what: str, default: T, run: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await run()
+        except (FileStorageError, OSError) as err:
+            if self._config.strict:
+                raise
+            logger.error("FileStorage.%s failed: %s", what, err)
+            return default
+
+    def _remember(self, res: pb.GetStatsResponse) -> dict:
+        stats = {**stats_dict(res), "address": self.address, "stale": False}
+        self._snapshot = stats
+        return stats
+
+    def _header(self, key: str, kind: int, metadata: Any, content_type: Optional[str],
+                if_generation_match: Optional[int], expires_at: Optional[datetime], size: Optional[int]) -> pb.StoreStreamHeader:
+        header = pb.StoreStreamHeader(key=key, kind=kind, content_type=content_type or "")
+        struct = to_struct(metadata)
+        if struct is not None:
+            header.metadata.CopyFrom(struct)
+        if size is not None:
+            header.size = size
+        if if_generation_match is not None:
+            header.if_generation_match = if_generation_match
+        if expires_at is not None:
+            header.expires_at.CopyFrom(_timestamp(expires_at))
+        return header
+
+    async def _retrieve(self, key: str) -> Any:
+        try:
+            res = await self._conn.unary("Retrieve", pb.RetrieveRequest(key=key), idempotent=True)
+            return decode_value(res.data, res.object.kind)
+        except FileStorageError as err:
+            if err.code == grpc.StatusCode.NOT_FOUND:
+                return None
+            # Retrieve has no precondition of its own: this is the daemon's unary limit.
+            if err.code != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+        try:
+            return await self._retrieve_streamed(key)
+        except FileStorageError as err:
+            if err.code == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def _retrieve_streamed(self, key: str) -> Any:
+        info, chunks = await open_retrieve_stream(self._conn, key)
+        whole = bytearray()
+        crc = 0
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                whole += chunk
+                crc = crc32c(chunk, crc)
+        if len(whole) != info.size or crc != info.crc32c:
+            raise FileStorageError(grpc.StatusCode.DATA_LOSS, f'retrieve of "{key}" does not match the object')
+        return decode_value(whole, info.kind)
+
+    async def _list_page(self, prefix: Optional[str], limit: Optional[int], page_token: Optional[str],
+                         delimiter: Optional[str], include_info: bool) -> ListPage:
+        request = pb.ListKeysRequest(prefix=prefix or "", limit=limit or 0, page_token=page_token or "",
+                                     delimiter=delimiter or "", include_info=include_info)
+        res = await self._conn.unary("ListKeys", request, idempotent=True)
+        return ListPage(
+            keys=list(res.keys),
+            prefixes=list(res.prefixes),
+            next_page_token=res.next_page_token or None,
+            objects=[ObjectInfo.from_proto(o) for o in res.objects],
+        )
+
+    async def _iter_keys(self, prefix: Optional[str], page_size: int, delimiter: Optional[str] = None) -> AsyncIterator[str]:
+        token: Optional[str] = None
+        while True:
+            page = await self._list_page(prefix, page_size, token, delimiter, False)
+            for key in page.keys:
+                yield key
+            token = page.next_page_token
+            if not token:
+                return
+
+
+def _chunk_size(value: int) -> int:
+    if not isinstance(value, int) or not 1 <= value <= 4 * MiB:
+        raise invalid_argument(f"chunk_size must be an integer from 1 to {4 * MiB} (4 MiB), got {value!r}")
+    return value
+
+
+def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
+    if when.tzinfo is None:
+        raise invalid_argument("expires_at must be a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+_shared: Optional[FileStorage] = None
+_shared_lock = threading.Lock()
+
+
+def get_file_storage(config: Optional[Mapping[str, Any]] = None) -> FileStorage:
+    """The process's one shared FileStorage, made from ``config`` on the first call (later
+    calls return it and ignore their config, as the old component's did)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = FileStorage(config)
+        elif config is not None:
+            logger.debug("get_file_storage: the shared FileStorage exists already; this config is ignored")
+        return _shared
+
+
+async def initialize_file_storage(config: Optional[Mapping[str, Any]] = None) -> FileStorage:
+    """``get_file_storage(config)``, initialized; returns it."""
+    storage = get_file_storage(config)
+    await storage.initialize()
+    return storage
+
+
+def _reset_shared_for_tests() -> None:
+    global _shared
+    with _shared_lock:
+        _shared = None
+
