@@ -14,7 +14,12 @@ module.exports = {
   },
   transformIgnorePatterns: ["/node_modules/(?!(stream-json|stream-chain)/)"],
   // Sources import with ".js" extensions (NodeNext); jest resolves the .ts file.
-  moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },
+  // The client package's exports resolve to its sources (as tsc's "source" condition does).
+  moduleNameMapper: {
+    "^(\\.{1,2}/.*)\\.js$": "$1",
+    "^@filestorage/client$": "<rootDir>/client/src/index.ts",
+    "^@filestorage/client/grpc-binding$": "<rootDir>/client/src/grpc-binding.ts",
+  },
   globalSetup: "<rootDir>/test/setup/global-setup.ts",
   globalTeardown: "<rootDir>/test/setup/global-teardown.ts",
   testTimeout: 60000,

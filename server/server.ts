@@ -11,7 +11,7 @@ import type { DescFile } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, type DescriptorProto } from "@bufbuild/protobuf/wkt";
 import * as fs from "node:fs";
 import { FileStorageService, file_filestorage_v1_file_storage } from "../gen/filestorage/v1/file_storage_pb.js";
-import { serviceDefinition } from "../client/src/grpc-binding.js";
+import { serviceDefinition, serviceImplementation } from "@filestorage/client/grpc-binding";
 import { createAuthorizer, type Authorizer } from "./auth/authorizer.js";
 import { insecureListenGaps } from "./auth/listen-policy.js";
 import { readTokenFile, TokenFileError, type TokenFile } from "./auth/token-file.js";
@@ -92,7 +92,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   });
   server.addService(
     serviceDefinition(FileStorageService),
-    createFileStorageHandlers({
+    serviceImplementation(
+      createFileStorageHandlers({
       engine: stack.engine,
       status: () => stack.status(),
       auth,
@@ -102,7 +103,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       chunkSize: config.chunkSize,
       version: VERSION,
       startedAt: Date.now(),
-    }) as unknown as grpc.UntypedServiceImplementation,
+    }),
+    ),
   );
 
   const health = new HealthImplementation({ "": "NOT_SERVING", [SERVICE_NAME]: "NOT_SERVING" });

@@ -111,3 +111,12 @@ export function clientConstructor<S extends GenServiceMethods>(service: GenServi
     service.typeName,
   ) as unknown as ServiceClientConstructor<S>;
 }
+
+/**
+ * The handlers of a protobuf-es service as grpc-js's untyped implementation
+ * (what Server.addService takes): the one place the typed handlers meet
+ * grpc-js's index-signature type.
+ */
+export function serviceImplementation<S extends GenServiceMethods>(handlers: ServiceHandlers<S>): grpc.UntypedServiceImplementation {
+  return handlers as unknown as grpc.UntypedServiceImplementation;
+}

@@ -2,7 +2,7 @@
  * the client package never would (missing headers, bad kinds, bad tokens). */
 import * as grpc from "@grpc/grpc-js";
 import { FileStorageService } from "../../gen/filestorage/v1/file_storage_pb.js";
-import { clientConstructor, type ServiceClient } from "../../client/src/grpc-binding.js";
+import { clientConstructor, type ServiceClient } from "@filestorage/client/grpc-binding";
 
 export type RawClient = ServiceClient<typeof FileStorageService.method>;
 
