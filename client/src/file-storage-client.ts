@@ -9,11 +9,9 @@
  */
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
-import * as path from "node:path";
-import { Transform, type Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import type { Readable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
-import { create, type JsonObject } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   DataKind,
@@ -31,113 +29,20 @@ import {
   type StoreStreamRequest,
   type StoreStreamResponse,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
+import { checkInteger, type DownloadOptions, type DownloadToFileOptions, type FileStorageClientOptions, type ListKeysOptions, type ListKeysPage, type StoreOptions, type UploadOptions } from "./client-options.js";
+import { downloadToFile } from "./download-to-file.js";
 import { clientConstructor, type ServiceClient } from "./grpc-binding.js";
-import { crc32c } from "./crc32c.js";
 import { FileStorageError } from "./file-storage-error.js";
 import { toObjectInfo, toStorageStats, type ObjectInfo, type StorageStats } from "./object-info.js";
 import { openRetrieveStream, type TailCheck } from "./retrieve-stream-download.js";
-import { sendStoreStream, type ProgressCallback } from "./store-stream-upload.js";
-import { decodeValue, encodeValue, dataKindOf, type DataKindName } from "./value-encoding.js";
+import { optionalBigInt, required, toStruct } from "./request-fields.js";
+import { sendStoreStream } from "./store-stream-upload.js";
+import { callUnary, type UnaryMethod } from "./unary-call.js";
+import { decodeValue, encodeValue, dataKindOf } from "./value-encoding.js";
+
+export type { DownloadOptions, DownloadToFileOptions, FileStorageClientOptions, ListKeysOptions, ListKeysPage, StoreOptions, TlsOptions, UploadOptions } from "./client-options.js";
 
 const MiB = 1024 * 1024;
-
-/** TLS settings; `true` means the system roots and no client certificate. */
-export interface TlsOptions {
-  rootCerts?: Buffer;
-  /** Client key and certificate (PEM), for mutual TLS: give both or neither. */
-  privateKey?: Buffer;
-  certChain?: Buffer;
-  /** The name expected in the server certificate, when it differs from the address. */
-  serverNameOverride?: string;
-}
-
-export interface FileStorageClientOptions {
-  /** Default false (plaintext, for loopback and sidecars). */
-  tls?: boolean | TlsOptions;
-  /** Sent with every call as `authorization: Bearer <token>`. */
-  token?: string;
-  /** Deadline of each unary call attempt in ms; default 30000. Streams have none. */
-  deadlineMs?: number;
-  /** Retries of idempotent calls answered UNAVAILABLE; default 2. */
-  retries?: number;
-  /** Values larger than this go through the streaming RPCs; default 4 MiB (the daemon's MAX_UNARY_BYTES). */
-  maxUnaryBytes?: number;
-  /** Extra grpc-js channel options; they win over the client's own. */
-  channelOptions?: grpc.ChannelOptions;
-}
-
-/** Options of `store`. */
-export interface StoreOptions {
-  metadata?: Record<string, unknown>;
-  contentType?: string;
-  /** Write only if the key's generation equals this; 0 = only if the key is absent. */
-  ifGenerationMatch?: bigint | number;
-  expiresAt?: Date;
-  /** Overrides kind inference (see encodeValue). */
-  kind?: DataKindName;
-  signal?: AbortSignal;
-}
-
-/** Options of `upload`. */
-export interface UploadOptions extends Omit<StoreOptions, "kind"> {
-  /** Default "bytes". */
-  kind?: DataKindName;
-  /** Called as chunks are sent; totalBytes when the size is known. */
-  onProgress?: ProgressCallback;
-  /** Declared size, checked by the daemon; taken from the file for a path. */
-  size?: number;
-  /** Bytes per message; default 1 MiB. */
-  chunkSize?: number;
-}
-
-/** Options of `download`. */
-export interface DownloadOptions {
-  /** First byte to send; past the end is OUT_OF_RANGE. */
-  offset?: number;
-  /** Bytes to send at most; default to the end. */
-  limit?: number;
-  /** Fail with FAILED_PRECONDITION unless the object has this generation. */
-  ifGenerationMatch?: bigint | number;
-  signal?: AbortSignal;
-  /** Check size and CRC32C at the end of a whole download (no offset or limit); default true. */
-  verifyChecksum?: boolean;
-}
-
-/** Options of `downloadToFile`. */
-export interface DownloadToFileOptions {
-  /** Called as bytes are written; receivedBytes counts a resumed prefix too. */
-  onProgress?: (receivedBytes: number, totalBytes: number) => void;
-  /** Continue a partial download of the same generation left by an earlier call. */
-  resume?: boolean;
-  signal?: AbortSignal;
-}
-
-export interface ListKeysOptions {
-  prefix?: string;
-  /** Page size; 0 or absent = the daemon's default (1000), at most 10000. */
-  limit?: number;
-  pageToken?: string;
-  /** Usually "/": keys with it after the prefix are rolled up into `prefixes`. */
-  delimiter?: string;
-  /** Fill `objects` with one ObjectInfo per key. */
-  includeInfo?: boolean;
-}
-
-export interface ListKeysPage {
-  keys: string[];
-  prefixes: string[];
-  /** Absent on the last page. */
-  nextPageToken?: string;
-  /** Parallel to `keys` when includeInfo was set, else empty. */
-  objects: ObjectInfo[];
-}
-
-type UnaryMethod<Req, Res> = (
-  request: Req,
-  md: grpc.Metadata,
-  opts: grpc.CallOptions,
-  cb: (err: grpc.ServiceError | null, res?: Res) => void,
-) => grpc.ClientUnaryCall;
 
 const Stub = clientConstructor(FileStorageService);
 
@@ -401,50 +306,7 @@ export class FileStorageClient {
    * Resolves with the ObjectInfo; NOT_FOUND rejects.
    */
   async downloadToFile(key: string, filePath: string, opts: DownloadToFileOptions = {}): Promise<ObjectInfo> {
-    let check: TailCheck = { offset: 0, initialCrc: 0 };
-    let generation: bigint | undefined;
-    if (opts.resume) {
-      const current = await this.stat(key);
-      if (!current) throw new FileStorageError(grpc.status.NOT_FOUND, `no object under key "${key}"`);
-      const partial = partialPath(filePath, current.generation);
-      const have = await fsp.stat(partial).catch(() => undefined);
-      if (have && have.size <= current.size) {
-        check = { offset: have.size, initialCrc: await crcOfFile(partial) };
-        generation = current.generation;
-      }
-      if (have && have.size === current.size) {
-        // Already whole (an earlier call stopped before the rename): check, then rename.
-        if (check.initialCrc !== current.crc32c) {
-          await fsp.rm(partial, { force: true });
-          throw new FileStorageError(grpc.status.DATA_LOSS, `partial download of "${key}" does not match the object`);
-        }
-        opts.onProgress?.(current.size, current.size);
-        await finishPartial(partial, filePath);
-        return current;
-      }
-    }
-
-    const signal = opts.signal;
-    const opened = await this.openDownload(key, { offset: check.offset, ifGenerationMatch: generation, signal }, check);
-    const info = toObjectInfo(opened.info);
-    const partial = partialPath(filePath, info.generation);
-    let received = check.offset;
-    const progress = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        received += chunk.length;
-        opts.onProgress?.(received, info.size);
-        done(null, chunk);
-      },
-    });
-    // Pieces of 1 MiB or more keep the disk write rate near its best.
-    const out = fs.createWriteStream(partial, { flags: check.offset > 0 ? "a" : "w", highWaterMark: MiB });
-    try {
-      await pipeline(opened.stream, progress, out, signal ? { signal } : {});
-    } catch (err) {
-      throw signal?.aborted ? signal.reason : FileStorageError.is(err) ? err : FileStorageError.from(err);
-    }
-    await finishPartial(partial, filePath);
-    return info;
+    return downloadToFile({ stat: (k) => this.stat(k), openDownload: (k, o, check) => this.openDownload(k, o, check) }, key, filePath, opts);
   }
 
   /** Closes the channel; calls in flight fail with CANCELLED or UNAVAILABLE. */
@@ -463,111 +325,12 @@ export class FileStorageClient {
     return openRetrieveStream(call, { check, signal: opts.signal });
   }
 
-  /**
-   * One unary call with the client's deadline and token; idempotent calls are
-   * retried on UNAVAILABLE with exponential backoff and jitter. Rejects with
-   * a FileStorageError, or with `signal.reason` when aborted.
-   */
-  private async unary<Req, Res>(
-    method: UnaryMethod<Req, Res>,
-    request: Req,
-    idempotent: boolean,
-    signal?: AbortSignal,
-  ): Promise<Res> {
-    for (let attempt = 0; ; attempt++) {
-      signal?.throwIfAborted();
-      try {
-        return await new Promise<Res>((resolve, reject) => {
-          const options = { deadline: Date.now() + this.deadlineMs };
-          const call = method.call(this.stub, request, this.metadata.clone(), options, (err, res) => {
-            signal?.removeEventListener("abort", onAbort);
-            if (err) reject(err);
-            else resolve(res as Res);
-          });
-          const onAbort = (): void => call.cancel();
-          signal?.addEventListener("abort", onAbort, { once: true });
-        });
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason;
-        const failure = FileStorageError.from(err);
-        if (!idempotent || failure.code !== grpc.status.UNAVAILABLE || attempt >= this.retries) throw failure;
-        await sleep(backoffMs(attempt));
-      }
-    }
+  /** One unary call under the client's deadline, token and retry policy (unary-call.ts). */
+  private unary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, idempotent: boolean, signal?: AbortSignal): Promise<Res> {
+    return callUnary(this.stub, method, request, { deadlineMs: this.deadlineMs, retries: this.retries, metadata: this.metadata, idempotent, signal });
   }
-}
-
-function backoffMs(attempt: number): number {
-  const ceiling = Math.min(2000, 100 * 2 ** attempt);
-  return ceiling / 2 + Math.random() * (ceiling / 2);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function checkInteger(name: string, value: number, min: number): number {
-  if (!Number.isSafeInteger(value) || value < min) {
-    throw new RangeError(`FileStorageClient option ${name} must be an integer >= ${min}, got ${value}`);
-  }
-  return value;
-}
-
-function optionalBigInt(value: bigint | number | undefined): bigint | undefined {
-  return value === undefined ? undefined : BigInt(value);
-}
-
-// Struct values must be JSON; a JSON round trip drops undefined members the
-// way JSON.stringify callers expect, and rejects what JSON cannot hold.
-function toStruct(metadata: Record<string, unknown> | undefined): JsonObject | undefined {
-  if (metadata === undefined) return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(JSON.stringify(metadata)) as unknown;
-  } catch (err) {
-    throw new FileStorageError(grpc.status.INVALID_ARGUMENT, `metadata must be JSON: ${(err as Error).message}`);
-  }
-  if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    throw new FileStorageError(grpc.status.INVALID_ARGUMENT, "metadata must be a plain object");
-  }
-  return json as JsonObject;
-}
-
-function required<T>(value: T | undefined): T {
-  if (value === undefined) throw new FileStorageError(grpc.status.INTERNAL, "the daemon answered without an ObjectInfo");
-  return value;
 }
 
 async function* toAsync(input: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>): AsyncGenerator<Uint8Array | string> {
   yield* input;
-}
-
-// The partial file takes the final name, and partial files of other
-// generations (left by failed downloads) go.
-async function finishPartial(partial: string, filePath: string): Promise<void> {
-  await fsp.rename(partial, filePath);
-  await removeStalePartials(filePath);
-}
-
-function partialPath(filePath: string, generation: bigint): string {
-  return `${filePath}.g${generation}.partial`;
-}
-
-async function removeStalePartials(filePath: string): Promise<void> {
-  const dir = path.dirname(filePath);
-  const prefix = `${path.basename(filePath)}.g`;
-  const names = await fsp.readdir(dir).catch(() => [] as string[]);
-  await Promise.all(
-    names
-      .filter((name) => name.startsWith(prefix) && /^\d+\.partial$/.test(name.slice(prefix.length)))
-      .map((name) => fsp.rm(path.join(dir, name), { force: true })),
-  );
-}
-
-async function crcOfFile(file: string): Promise<number> {
-  let crc = 0;
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: MiB }) as AsyncIterable<Buffer>) {
-    crc = crc32c(chunk, crc);
-  }
-  return crc;
 }
