@@ -20,6 +20,7 @@
  *   absent), and so does one naming the tombstone's own generation.
  */
 import type { Readable } from "node:stream";
+import { invalidArgument } from "../storage-error.js";
 import type { WriteOrigin } from "./write-origin.js";
 
 export type { WriteOrigin } from "./write-origin.js";
@@ -180,6 +181,16 @@ export interface Backend {
   close(): Promise<void>;
   /** Present on a tier that can hold writes for another (the local fallback). */
   readonly outbox?: Outbox;
+}
+
+/** INVALID_ARGUMENT unless `range` has a non-negative safe-integer offset and, when given, length. */
+export function checkRange(range: { offset: number; length?: number }): void {
+  if (!Number.isSafeInteger(range.offset) || range.offset < 0) {
+    throw invalidArgument(`range offset must be a non-negative integer, got ${range.offset}`);
+  }
+  if (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0)) {
+    throw invalidArgument(`range length must be a non-negative integer, got ${range.length}`);
+  }
 }
 
 /** Compares keys by their UTF-8 bytes, the order GCS and SQLite use. */

@@ -35,6 +35,7 @@
 import { Readable, Transform, pipeline } from "node:stream";
 import { BufferedSource, type Backend, type DeleteOptions, type GetOptions, type ObjectRecord, type PutMeta, type PutOptions } from "../backends/backend.js";
 import { Code, StorageError } from "../storage-error.js";
+import { throwIfAborted } from "../signals.js";
 import type { CachedObject, CacheStore } from "./cache-store.js";
 import { createMemoryCacheStore } from "./memory-cache-store.js";
 import { createRedisCacheStore, type RedisCacheStoreOptions } from "./redis-cache-store.js";
@@ -307,12 +308,4 @@ function bodyOf(bytes: Buffer): Readable {
     for (let at = 0; at < bytes.length; at += BODY_CHUNK) yield bytes.subarray(at, at + BODY_CHUNK);
   }
   return Readable.from(pieces(), { objectMode: false });
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (!signal?.aborted) return;
-  const reason = signal.reason as { name?: string } | undefined;
-  throw reason?.name === "TimeoutError"
-    ? new StorageError(Code.DeadlineExceeded, "the deadline passed", { cause: reason })
-    : new StorageError(Code.Cancelled, "the call was cancelled", { cause: reason });
 }

@@ -14,7 +14,6 @@
  * original CRC32C. Records always describe the original object (size, crc32c)
  * with storedSize and encoding from the inner backend.
  */
-import { crc32c } from "@node-rs/crc32";
 import { Readable } from "node:stream";
 import type {
   Backend,
@@ -24,13 +23,15 @@ import type {
   PutMeta,
   PutOptions,
 } from "../backends/backend.js";
-import { Code, StorageError, dataLoss, generationMismatch, invalidArgument } from "../storage-error.js";
+import { checkRange } from "../backends/backend.js";
+import { Code, StorageError, dataLoss, generationMismatch } from "../storage-error.js";
 import { ByteQueue } from "./byte-queue.js";
 import { SAMPLE_BYTES, gunzipStage, gzipStage, isCompressibleType, sampleCompresses } from "./compression.js";
 import { checkHeader, decryptSegments, encryptSegments, keyFor, planSegments } from "./encryption.js";
 import { HEADER_BYTES, newObjectId, parseHeader, type EncryptionRecord, type ObjectBinding } from "./encryption-format.js";
-import { DEFAULT_MAX_JSON_DEPTH, createKindCheck, type KindCheck } from "./kind-check.js";
+import { DEFAULT_MAX_JSON_DEPTH, createKindCheck } from "./kind-check.js";
 import type { Keyring } from "./keyring.js";
+import { countBytes, inspect, readAll, resume, slice, toBody, verifyChecksum } from "./stream-stages.js";
 
 export { createKeyring, deriveKeyId, type Keyring } from "./keyring.js";
 
@@ -271,133 +272,7 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
   };
 }
 
-/** Passes `source` through while checking its kind and computing size and CRC32C;
- * at its end, finishes the kind check and reports what was received. */
-async function* inspect(
-  source: AsyncIterable<Uint8Array>,
-  check: KindCheck,
-  onEnd: (received: { size: number; crc32c: number }) => void,
-): AsyncGenerator<Uint8Array> {
-  let size = 0;
-  let crc = 0;
-  for await (const chunk of source) {
-    if (chunk.length === 0) continue;
-    check.update(chunk);
-    size += chunk.length;
-    crc = crc32c(chunk, crc);
-    yield chunk;
-  }
-  check.end();
-  onEnd({ size, crc32c: crc });
-}
-
-/** A byte stream (not object mode) of `source`; destroying it releases the source. */
-/**
- * A Readable of `source`, which reads `inner`. When it closes (ended, failed
- * or destroyed before the first read) `inner` is destroyed too: a generator
- * that never started would not release it, leaving its file open. An error
- * of `inner` that nobody reads (e.g. its abort signal fired after the caller
- * dropped the body) must not become an uncaught 'error' event; while the
- * source reads `inner` it still sees every error through its iterator.
- */
-function toBody(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, inner?: Readable): Readable {
-  const body = Readable.from(source, { objectMode: false });
-  if (inner) {
-    inner.on("error", () => undefined);
-    body.once("close", () => inner.destroy());
-  }
-  return body;
-}
-
-/** The chunks already pulled, then the rest of the iterator (if it has not ended). */
-async function* resume(lead: Buffer[], rest: AsyncIterator<Uint8Array> | undefined): AsyncGenerator<Uint8Array> {
-  yield* lead;
-  if (rest !== undefined) yield* { [Symbol.asyncIterator]: () => rest };
-}
-
-async function* countBytes(source: AsyncIterable<Uint8Array>, onEnd: (bytes: number) => void) {
-  let bytes = 0;
-  for await (const chunk of source) {
-    bytes += chunk.length;
-    yield chunk;
-  }
-  onEnd(bytes);
-}
-
-/**
- * Bytes [skip, skip + length) of `source`; stops reading (and releases it)
- * once they are out, unless `toEnd`: then the range ends the object, so the
- * source is read to its end (its final segment must verify) before the last
- * bytes are released, and anything after them is DATA_LOSS.
- */
-async function* slice(
-  source: AsyncIterable<Uint8Array>,
-  skip: number,
-  length: number,
-  toEnd: boolean,
-): AsyncGenerator<Uint8Array> {
-  let left = length;
-  let last: Uint8Array | undefined;
-  for await (let chunk of source) {
-    if (last !== undefined) {
-      if (chunk.length > 0) throw dataLoss("stored data is longer than its recorded size");
-      continue;
-    }
-    if (skip >= chunk.length) {
-      skip -= chunk.length;
-      continue;
-    }
-    chunk = chunk.subarray(skip);
-    skip = 0;
-    if (chunk.length >= left) {
-      if (!toEnd) {
-        yield chunk.subarray(0, left);
-        return;
-      }
-      if (chunk.length > left) throw dataLoss("stored data is longer than its recorded size");
-      last = chunk;
-      continue;
-    }
-    left -= chunk.length;
-    yield chunk;
-  }
-  if (last === undefined) throw dataLoss("stored data ended before the requested range");
-  yield last;
-}
-
 /** The encryption entry of a record, with the object id format 2 adds. */
 function encryptionOf(record: ObjectRecord): EncryptionRecord | undefined {
   return record.encoding.encryption;
-}
-
-async function* verifyChecksum(source: AsyncIterable<Uint8Array>, size: number, expectedCrc: number) {
-  let read = 0;
-  let crc = 0;
-  for await (const chunk of source) {
-    read += chunk.length;
-    crc = crc32c(chunk, crc);
-    yield chunk;
-  }
-  if (read !== size || crc !== expectedCrc) {
-    throw dataLoss(`stored data failed its checksum: expected ${size} bytes with crc32c ${expectedCrc}, read ${read} bytes with crc32c ${crc}`);
-  }
-}
-
-/** Reads a short stream whole (at most `limit` bytes are expected). */
-async function readAll(body: Readable, limit: number): Promise<Buffer> {
-  const queue = new ByteQueue();
-  for await (const chunk of body) {
-    queue.push(chunk);
-    if (queue.length > limit) break;
-  }
-  return queue.take(Math.min(queue.length, limit));
-}
-
-function checkRange(range: { offset: number; length?: number }): void {
-  if (!Number.isSafeInteger(range.offset) || range.offset < 0) {
-    throw invalidArgument(`range offset must be a non-negative integer, got ${range.offset}`);
-  }
-  if (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0)) {
-    throw invalidArgument(`range length must be a non-negative integer, got ${range.length}`);
-  }
 }
