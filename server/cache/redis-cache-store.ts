@@ -50,6 +50,7 @@
  * Redis' own maxmemory policy bounds the whole server.
  */
 import { createClient, RESP_TYPES } from "@redis/client";
+import { connectRedis, redisClientOptions } from "../redis-connection.js";
 import { LRUCache } from "lru-cache";
 import { unavailable } from "../storage-error.js";
 import { decodeFrame, encodeFrame } from "./cache-frame.js";
@@ -97,22 +98,7 @@ const REJECTED_LOG_INTERVAL_MS = 60_000;
 
 /** Connects to `url` (redis://...) and returns the store; UNAVAILABLE when unreachable. */
 export async function createRedisCacheStore(opts: RedisCacheStoreOptions): Promise<CacheStore> {
-  const client = createClient({
-    url: opts.url,
-    // Fail fast while disconnected instead of queueing: a cache must not stall reads,
-    // and a writer must learn at once that its invalidation did not happen.
-    disableOfflineQueue: true,
-    socket: { reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 5000), connectTimeout: 5000 },
-  }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
-  // Without a listener a connection error would crash the process; failures surface per command.
-  client.on("error", () => undefined);
-  try {
-    await client.connect();
-  } catch (err) {
-    client.destroy();
-    // The URL may carry a password: not in the message.
-    throw unavailable("cannot connect to the shared cache (CACHE_URL)", err);
-  }
+  const client = await connectRedis(createClient(redisClientOptions(opts.url)).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }), "the shared cache");
 
   const ns = opts.namespace;
   const entryKey = (key: string) => `${ns}:v:${key}`;

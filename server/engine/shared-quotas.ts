@@ -20,6 +20,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createClient } from "@redis/client";
+import { connectRedis, redisClientOptions } from "../redis-connection.js";
 import { Code, StorageError, unavailable } from "../storage-error.js";
 import { coveringPrefixes, quotaExceeded, type QuotaReservation, type Quotas } from "./quota.js";
 
@@ -76,18 +77,7 @@ export interface SharedQuotaOptions {
 
 /** Connects to Redis and returns quotas shared by every daemon of the store; UNAVAILABLE when Redis cannot be reached. */
 export async function createSharedQuotas(opts: SharedQuotaOptions): Promise<Quotas> {
-  const client = createClient({
-    url: opts.url,
-    disableOfflineQueue: true,
-    socket: { reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 5000), connectTimeout: 5000 },
-  });
-  client.on("error", () => undefined);
-  try {
-    await client.connect();
-  } catch (err) {
-    client.destroy();
-    throw unavailable("cannot connect to the shared quota store (CACHE_URL)", err);
-  }
+  const client = await connectRedis(createClient(redisClientOptions(opts.url)), "the shared quota store");
   const hash = (s: string) => createHash("sha256").update(s, "utf8").digest("hex").slice(0, 24);
   const usedKey = (prefix: string) => `${opts.namespace}:q:${hash(prefix)}:used`;
   const resKey = (prefix: string) => `${opts.namespace}:q:${hash(prefix)}:res`;
