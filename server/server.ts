@@ -1,6 +1,13 @@
 /**
  * Assembles the daemon: engine, gRPC server (FileStorageService, health,
  * reflection), metrics endpoint, and graceful shutdown.
+ *
+ * Start-up order: the engine opens the local folder and takes its lock before
+ * anything else; the server binds; only then are a crash's leftovers swept
+ * (tmp/ files, unreferenced blobs), so a daemon that cannot start never
+ * deletes a running daemon's files. Shutdown: health NOT_SERVING, drain calls,
+ * cancel what is left, then the engine closes (its local tier waits for
+ * cancelled uploads to remove their temp files).
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -13,6 +20,8 @@ import * as fs from "node:fs";
 import { FileStorageService, file_filestorage_v1_file_storage } from "../gen/filestorage/v1/file_storage_pb.js";
 import { serviceDefinition } from "../client/src/grpc-binding.js";
 import { createAuthorizer } from "./auth.js";
+import { FolderInUseError } from "./backends/folder-lock.js";
+import { PRIVATE_FOLDER_MODE } from "./backends/private-files.js";
 import type { Config } from "./config.js";
 import { createEngine, type Engine } from "./engine/engine.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -45,7 +54,11 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
     onCacheMiss: () => metrics.cacheMiss(),
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
     log,
+  }).catch((err: unknown) => {
+    if (err instanceof FolderInUseError) throw new Error(`LOCAL_STORAGE_PATH ${err.folder} ${err.holder}`);
+    throw err;
   });
+  warnIfNotPrivate(config.localStoragePath, log);
   metrics.setProviders({
     cache: () => engine.status().cache,
     replication: () => engine.status().pending,
@@ -95,6 +108,14 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
   }
   widenReceiveWindows(server, log);
   const host = config.listenAddress.slice(0, config.listenAddress.lastIndexOf(":"));
+  try {
+    const removed = await engine.sweepLeftovers();
+    if (removed.tmpFiles + removed.blobs > 0) log.info(removed, "removed what an earlier run left in the storage folder");
+  } catch (err) {
+    server.forceShutdown();
+    await engine.close();
+    throw new Error(`cannot clean up LOCAL_STORAGE_PATH ${config.localStoragePath}: ${(err as Error).message}`);
+  }
 
   let shuttingDown = false;
   const setHealth = (serving: boolean) => {
@@ -146,6 +167,18 @@ export async function startServer(config: Config, opts: { logger?: Logger } = {}
       log.info({}, "FileStorage stopped");
     },
   };
+}
+
+/** Logs a warning when the storage folder is open to other users (its mode could not be narrowed: not ours). */
+function warnIfNotPrivate(folder: string, log: Logger): void {
+  try {
+    const mode = fs.statSync(folder).mode & 0o777;
+    if ((mode & ~PRIVATE_FOLDER_MODE) !== 0) {
+      log.warn({ mode: mode.toString(8) }, "LOCAL_STORAGE_PATH is not owned by this user and stays open to others; what is inside is private (0700 folders, 0600 files)");
+    }
+  } catch {
+    // The engine has just opened it; a failure here will show on the first request.
+  }
 }
 
 /** protobufjs names a map entry after its field ("Statuses"); protoc and Go want "StatusesEntry", fully qualified. */

@@ -71,6 +71,8 @@ export interface Engine {
   replicate(): Promise<{ replicated: number; remaining: number }>;
   /** Deletes expired objects; returns how many. */
   sweepExpired(): Promise<number>;
+  /** Removes a crash's leftovers from the local folder (FsBackend.sweepLeftovers); once, after the server bound. */
+  sweepLeftovers(): Promise<{ tmpFiles: number; blobs: number }>;
   close(): Promise<void>;
 }
 
@@ -350,6 +352,7 @@ export async function createEngine(config: Config, events: EngineEvents = {}): P
     },
     replicate: () => replicator?.drain() ?? Promise.resolve({ replicated: 0, remaining: 0 }),
     sweepExpired,
+    sweepLeftovers: () => localRaw.sweepLeftovers(),
     async close() {
       clearInterval(sweeper);
       await replicator?.stop();

@@ -13,15 +13,26 @@ export const BIN = path.resolve(__dirname, "../../bin/filestorage.js");
 export interface DaemonProcess {
   address: string;
   child: ChildProcess;
+  pid: number;
   /** Peak resident memory so far (VmHWM), bytes. */
   peakRss(): number;
+  /** Resident memory now (VmRSS), bytes. */
+  rss(): number;
+  /** Open file descriptors now (entries of /proc/<pid>/fd). */
+  fdCount(): number;
   /** Resolves with the exit code (or signal) once the process ended. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr(): string;
 }
 
-export async function spawnDaemon(env: Record<string, string>, opts: { mallocTuning?: boolean } = {}): Promise<DaemonProcess> {
+export interface SpawnOptions {
+  mallocTuning?: boolean;
+  /** Close our end of the daemon's stdout once it serves, as `serve | head -1` does: its later log writes fail with EPIPE. */
+  closeStdoutWhenServing?: boolean;
+}
+
+export async function spawnDaemon(env: Record<string, string>, opts: SpawnOptions = {}): Promise<DaemonProcess> {
   if (!fs.existsSync(path.resolve(__dirname, "../../dist/server/cli/main.js"))) {
     throw new Error("dist/ is missing: run `npm run build` (npm test does) before these tests");
   }
@@ -49,6 +60,10 @@ export async function spawnDaemon(env: Record<string, string>, opts: { mallocTun
         const entry = JSON.parse(line) as { msg?: string; address?: string };
         if (entry.msg === "FileStorage is serving" && entry.address) {
           clearTimeout(timer);
+          if (opts.closeStdoutWhenServing) {
+            lines.close();
+            child.stdout!.destroy();
+          }
           resolve(entry.address);
         }
       } catch {
@@ -60,15 +75,18 @@ export async function spawnDaemon(env: Record<string, string>, opts: { mallocTun
       reject(new Error(`daemon exited with ${code} before serving: ${err}`));
     });
   });
+  const status = (field: string) => {
+    const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"));
+    return kb ? Number(kb[1]) * 1024 : NaN;
+  };
   return {
     address,
     child,
+    pid: child.pid!,
     exited,
-    peakRss() {
-      const status = fs.readFileSync(`/proc/${child.pid}/status`, "utf8");
-      const kb = /VmHWM:\s+(\d+) kB/.exec(status);
-      return kb ? Number(kb[1]) * 1024 : NaN;
-    },
+    peakRss: () => status("VmHWM"),
+    rss: () => status("VmRSS"),
+    fdCount: () => fs.readdirSync(`/proc/${child.pid}/fd`).length,
     async kill(signal: NodeJS.Signals = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
