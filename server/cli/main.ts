@@ -2,6 +2,7 @@
  * The `filestorage` command: `serve` runs the daemon; the other commands
  * (put, get, ls, rm, stat, stats) talk to one over gRPC.
  */
+import * as fs from "node:fs";
 import { Command } from "commander";
 import { ConfigError, loadConfig, settings } from "../config.js";
 import { createLogger } from "../logger.js";
@@ -24,6 +25,18 @@ export function buildProgram(): Command {
   });
   registerClientCommands(program);
   return program;
+}
+
+/** Seconds a shutdown may take after SHUTDOWN_GRACE_SECONDS (the engine closing, uploads removing their temp files) before the process exits anyway. */
+const CLOSE_SECONDS = 15;
+
+/** Writes a line to stderr, whether or not anyone still reads it. */
+function say(line: string): void {
+  try {
+    fs.writeSync(2, line + "\n");
+  } catch {
+    // stderr is gone.
+  }
 }
 
 async function runDaemon(flags: Record<string, unknown>): Promise<void> {
@@ -53,6 +66,13 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     }
     stopping = true;
     log.info({ signal }, "shutting down");
+    // Whatever hangs in the shutdown, the process ends: the grace period, then
+    // the time the engine may take to close, then out.
+    const deadlineSeconds = config.shutdownGraceSeconds + CLOSE_SECONDS;
+    setTimeout(() => {
+      say(`filestorage: shutdown did not finish within ${deadlineSeconds} s: exiting`);
+      process.exit(1);
+    }, deadlineSeconds * 1000);
     server.shutdown().then(
       () => process.exit(0),
       (err: unknown) => {
