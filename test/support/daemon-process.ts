@@ -16,10 +16,6 @@ export interface DaemonProcess {
   pid: number;
   /** Peak resident memory so far (VmHWM), bytes. */
   peakRss(): number;
-  /** Resident memory now (VmRSS), bytes. */
-  rss(): number;
-  /** Open file descriptors now (entries of /proc/<pid>/fd). */
-  fdCount(): number;
   /** Resolves with the exit code (or signal) once the process ended. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -75,18 +71,16 @@ export async function spawnDaemon(env: Record<string, string>, opts: SpawnOption
       reject(new Error(`daemon exited with ${code} before serving: ${err}`));
     });
   });
-  const status = (field: string) => {
-    const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"));
-    return kb ? Number(kb[1]) * 1024 : NaN;
-  };
   return {
     address,
     child,
     pid: child.pid!,
     exited,
-    peakRss: () => status("VmHWM"),
-    rss: () => status("VmRSS"),
-    fdCount: () => fs.readdirSync(`/proc/${child.pid}/fd`).length,
+    peakRss() {
+      const status = fs.readFileSync(`/proc/${child.pid}/status`, "utf8");
+      const kb = /VmHWM:\s+(\d+) kB/.exec(status);
+      return kb ? Number(kb[1]) * 1024 : NaN;
+    },
     async kill(signal: NodeJS.Signals = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
