@@ -6,6 +6,7 @@
  *
  * Run:  npm run bench                       (builds first, then runs all)
  *       node dist/bench/run-all.js stream gcs   (only those, by name)
+ *       node dist/bench/run-all.js soak         (on request only: not part of "all")
  * Settings pass through the environment (BENCH_RUNS, BENCH_MIB, ...; see each bench).
  */
 import { spawn } from "node:child_process";
@@ -14,12 +15,15 @@ import { machineLine, mallocEnv } from "./support/bench-settings.js";
 import { secondsSince } from "./support/bench-report.js";
 
 const BENCHES = ["stream", "small-writes", "gcs", "codec", "json-check"] as const;
+/** Run only when named: long-running checks rather than measurements to compare. */
+const ON_REQUEST = ["soak"] as const;
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2);
-  const unknown = wanted.filter((w) => !(BENCHES as readonly string[]).includes(w));
-  if (unknown.length > 0) throw new Error(`unknown bench ${unknown.join(", ")}; choose from ${BENCHES.join(", ")}`);
-  const selected = wanted.length > 0 ? BENCHES.filter((b) => wanted.includes(b)) : [...BENCHES];
+  const known: readonly string[] = [...BENCHES, ...ON_REQUEST];
+  const unknown = wanted.filter((w) => !known.includes(w));
+  if (unknown.length > 0) throw new Error(`unknown bench ${unknown.join(", ")}; choose from ${known.join(", ")}`);
+  const selected = wanted.length > 0 ? known.filter((b) => wanted.includes(b)) : [...BENCHES];
   console.log(`benchmarks ${selected.join(", ")} on ${new Date().toISOString()}`);
   console.log(`machine: ${machineLine()}`);
   const failed: string[] = [];

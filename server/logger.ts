@@ -4,9 +4,14 @@
  * two levels deep (e.g. `{ config: { encryptionKey } }`,
  * `{ req: { headers: { authorization } } }`), so logging a Config or request
  * metadata cannot leak a key or a token.
+ *
+ * Lines are written synchronously (log-destination.ts): an exit never waits on
+ * the reader of stdout, and a reader that has gone stops logging instead of
+ * stopping the exit.
  */
 import pino, { type DestinationStream, type Logger } from "pino";
 import type { LogLevel } from "./config/load-config.js";
+import { fdDestination } from "./log-destination.js";
 
 export type { Logger };
 
@@ -24,10 +29,9 @@ const SECRET_FIELDS = [
 const REDACT_PATHS = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]);
 
 /**
- * Creates the logger at `level`. `destination` defaults to stdout; tests pass
- * a stream to read what was written.
+ * Creates the logger at `level`. `destination` defaults to stdout (written
+ * synchronously, see fdDestination); tests pass a stream to read what was written.
  */
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
-  const options = { level, redact: { paths: REDACT_PATHS, censor: "[redacted]" } };
-  return destination ? pino(options, destination) : pino(options);
+export function createLogger(level: LogLevel, destination: DestinationStream = fdDestination(1)): Logger {
+  return pino({ level, redact: { paths: REDACT_PATHS, censor: "[redacted]" } }, destination);
 }

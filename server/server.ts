@@ -1,6 +1,13 @@
 /**
  * Assembles the daemon: engine, gRPC server (FileStorageService, health,
  * reflection), metrics endpoint, and graceful shutdown.
+ *
+ * Start-up order: the engine opens the local folder and takes its lock before
+ * anything else; the server binds; only then are a crash's leftovers swept
+ * (tmp/ files, unreferenced blobs), so a daemon that cannot start never
+ * deletes a running daemon's files. Shutdown: health NOT_SERVING, drain calls,
+ * cancel what is left, then the engine closes (its local tier waits for
+ * cancelled uploads to remove their temp files).
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -18,6 +25,8 @@ import { readTokenFile, TokenFileError, type TokenFile } from "./auth/token-file
 import { listenPolicyInput, type Config } from "./config/load-config.js";
 import type { FsFaults } from "./backends/fs-backend.js";
 import { buildStack, type Stack } from "./stack.js";
+import { FolderInUseError } from "./backends/folder-lock.js";
+import { PRIVATE_FOLDER_MODE } from "./backends/private-files.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createMetrics, serveMetrics, type Metrics } from "./metrics/metrics.js";
 import { createFileStorageHandlers } from "./rpc/file-storage-service.js";
@@ -66,7 +75,11 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
     tier: metrics,
     log,
-  }, { fsFaults: opts.fsFaults });
+  }, { fsFaults: opts.fsFaults }).catch((err: unknown) => {
+    if (err instanceof FolderInUseError) throw new Error(`LOCAL_STORAGE_PATH ${err.folder} ${err.holder}`);
+    throw err;
+  });
+  warnIfNotPrivate(config.localStoragePath, log);
   metrics.setProviders({
     cache: () => stack.status().cache,
     replication: () => stack.status().pending,
@@ -123,6 +136,14 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   }
   widenReceiveWindows(server, log);
   const host = config.listenAddress.slice(0, config.listenAddress.lastIndexOf(":"));
+  try {
+    const removed = await stack.parts.local.sweepLeftovers();
+    if (removed.tmpFiles + removed.blobs > 0) log.info(removed, "removed what an earlier run left in the storage folder");
+  } catch (err) {
+    server.forceShutdown();
+    await stack.close();
+    throw new Error(`cannot clean up LOCAL_STORAGE_PATH ${config.localStoragePath}: ${(err as Error).message}`);
+  }
 
   let shuttingDown = false;
   const setHealth = (serving: boolean) => {
@@ -220,6 +241,18 @@ function warnLegacy(file: TokenFile, log: Logger): void {
     'AUTH_TOKENS_FILE uses the older {"token": [prefixes]} form: its tokens get every right but admin and are named ' +
       'legacy-1, legacy-2, ... in messages; move to the list form with "sha256" digests, so the file holds no token',
   );
+}
+
+/** Logs a warning when the storage folder is open to other users (its mode could not be narrowed: not ours). */
+function warnIfNotPrivate(folder: string, log: Logger): void {
+  try {
+    const mode = fs.statSync(folder).mode & 0o777;
+    if ((mode & ~PRIVATE_FOLDER_MODE) !== 0) {
+      log.warn({ mode: mode.toString(8) }, "LOCAL_STORAGE_PATH is not owned by this user and stays open to others; what is inside is private (0700 folders, 0600 files)");
+    }
+  } catch {
+    // The engine has just opened it; a failure here will show on the first request.
+  }
 }
 
 /** protobufjs names a map entry after its field ("Statuses"); protoc and Go want "StatusesEntry", fully qualified. */

@@ -36,7 +36,7 @@ describe("fs backend", () => {
   });
   afterEach(() => dir.cleanup());
 
-  test("startup removes crash leftovers: files in tmp/ and unreferenced blobs", async () => {
+  test("the leftover sweep removes crash leftovers: files in tmp/ and unreferenced blobs", async () => {
     const backend = await createFsBackend({ root });
     await backend.put("kept", chunked(large("kept")), meta);
     await backend.close();
@@ -46,6 +46,7 @@ describe("fs backend", () => {
     await fs.writeFile(path.join(root, "blobs", "ab", "ab00000000000000000000000000dead"), "orphan");
 
     const reopened = await createFsBackend({ root });
+    await reopened.sweepLeftovers();
     expect(await fs.readdir(path.join(root, "tmp"))).toEqual([]);
     expect((await filesUnder(path.join(root, "blobs"))).sort()).toEqual(before);
     expect((await readBody((await reopened.get("kept"))!.body)).equals(large("kept"))).toBe(true);
@@ -115,9 +116,9 @@ describe("fs backend", () => {
     const body = (key: string) => Buffer.concat([Buffer.from(key), large(0)]);
     for (const key of keys) await backend.put(key, chunked(body(key)), meta);
     for (const key of keys) expect((await readBody((await backend.get(key))!.body)).equals(body(key))).toBe(true);
-    // Nothing but the index and blob files named by id.
+    // Nothing but the lock, the index and blob files named by id.
     const files = await filesUnder(dir.path);
-    for (const f of files) expect(f).toMatch(/^store\/(index\.sqlite(-wal|-shm)?|blobs\/[0-9a-f]{2}\/[0-9a-f]{32})$/);
+    for (const f of files) expect(f).toMatch(/^store\/(lock(-journal)?|index\.sqlite(-wal|-shm)?|blobs\/[0-9a-f]{2}\/[0-9a-f]{32})$/);
     expect(files.filter((f) => f.startsWith("store/blobs/"))).toHaveLength(keys.length);
     await backend.close();
   });

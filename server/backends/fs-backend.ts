@@ -2,16 +2,17 @@
  * The local-disk backend: blobs in files named by random ids, everything else
  * (key, record fields, generations, the outbox) in an embedded SQLite index.
  *
- * Layout under `root`:
+ * Layout under `root` (folders 0700, files 0600: see private-files.ts):
+ *   lock                held exclusively while open: one process per folder (folder-lock.ts)
  *   index.sqlite        WAL database: objects, outbox, counters
- *   tmp/<id>            uploads in flight; removed at startup
- *   blobs/<xx>/<id>     committed blobs; an unreferenced one is removed at startup
+ *   tmp/<id>            uploads in flight; leftovers removed by sweepLeftovers()
+ *   blobs/<xx>/<id>     committed blobs; an unreferenced one is removed by sweepLeftovers()
  *
  * Keys never become paths, so no key reaches outside the root and record data
  * never collides with blob data. A put streams into tmp/, fsyncs, renames into
  * blobs/, fsyncs the folder, then commits one SQLite transaction (precondition,
  * row, outbox entry); the old blob is unlinked after the commit. A crash at any
- * point leaves the old version and at most an orphan file the next start removes.
+ * point leaves the old version and at most an orphan file the next start's sweep removes.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import * as fs from "node:fs/promises";
@@ -34,6 +35,9 @@ import type {
 } from "./backend.js";
 import { compareKeys } from "./backend.js";
 import { newOrigin } from "./write-origin.js";
+import { lockFolder, type FolderLock } from "./folder-lock.js";
+import { createInFlight } from "./in-flight.js";
+import { makePrivateFile, makePrivateFolder } from "./private-files.js";
 import { Code, StorageError, dataLoss, generationMismatch, invalidArgument, unavailable } from "../storage-error.js";
 
 export interface FsBackendOptions {
@@ -71,6 +75,13 @@ export type FsBackend = Backend & {
    * For identities such as this store's id and this daemon's writer id.
    */
   identity(name: string, create: () => string): string;
+  /**
+   * Removes what a crash left: every file in tmp/ and every blob no row names,
+   * except the files of puts this backend started meanwhile, so it is safe
+   * while serving. Call it once per open (the daemon does, after binding);
+   * a second call rejects.
+   */
+  sweepLeftovers(): Promise<{ tmpFiles: number; blobs: number }>;
 };
 
 /** Writes reach the disk in pieces of at least this much (small chunks are coalesced). */
@@ -82,6 +93,8 @@ const READ_ATTEMPTS = 5;
 const DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024;
 /** A streamed write checks the free space again after each this many bytes. */
 const SPACE_CHECK_BYTES = 16 * 1024 * 1024;
+/** How long close() waits for cancelled puts to remove their files before it closes anyway. */
+const CLOSE_WAIT_MS = 5000;
 
 interface ObjectRow {
   key: string;
@@ -184,9 +197,11 @@ function migrate(db: Database.Database): void {
 export const INLINE_MAX_BYTES = 64 * 1024;
 
 /**
- * Opens (creating when missing) the local backend at `opts.root`, then removes
- * what a crash may have left: every file in tmp/ and every blob no row names.
- * One process per root: two daemons on one folder would remove each other's uploads.
+ * Opens (creating when missing) the local backend at `opts.root`: makes the
+ * folder private, takes its lock before anything else (a second process or
+ * backend on the folder gets a FolderInUseError; two would remove each other's
+ * uploads), then opens the index. Leftovers of a crash stay until
+ * sweepLeftovers().
  */
 export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend> {
   const root = path.resolve(opts.root);
@@ -195,12 +210,25 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
   const blobsDir = path.join(root, "blobs");
   const shardNames = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
+  let lock: FolderLock;
+  try {
+    makePrivateFolder(root);
+    lock = lockFolder(root);
+  } catch (err) {
+    if (StorageError.is(err)) throw err;
+    throw unavailable("cannot open the local storage folder", err);
+  }
   let db: Database.Database;
   try {
-    await fs.mkdir(tmpDir, { recursive: true });
+    makePrivateFolder(tmpDir);
+    makePrivateFolder(blobsDir);
     // Every shard folder exists up front, so a put never creates (and fsyncs) a parent.
-    await Promise.all(shardNames.map((s) => fs.mkdir(path.join(blobsDir, s), { recursive: true })));
-    db = new Database(path.join(root, "index.sqlite"));
+    await Promise.all(shardNames.map((s) => fs.mkdir(path.join(blobsDir, s), { recursive: true, mode: 0o700 })));
+    // SQLite gives -wal and -shm the mode of the database file, so it is created private.
+    const indexFile = path.join(root, "index.sqlite");
+    makePrivateFile(indexFile, { create: true });
+    for (const side of ["-wal", "-shm"]) makePrivateFile(indexFile + side);
+    db = new Database(indexFile);
     db.defaultSafeIntegers(true);
     db.pragma("encoding = 'UTF-8'");
     db.pragma("journal_mode = WAL");
@@ -209,6 +237,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     db.exec(SCHEMA);
     migrate(db);
   } catch (err) {
+    lock.release();
     throw unavailable("cannot open the local storage folder", err);
   }
 
@@ -409,23 +438,45 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     await fs.unlink(blobPath(id)).catch(() => undefined);
   }
 
-  await sweepLeftovers();
+  // Ids of the files this backend made before its sweep finished: the sweep keeps them.
+  let sweep: "pending" | "running" | "done" = "pending";
+  const madeBeforeSweep = new Set<string>();
+  function newFileId(): string {
+    const id = randomBytes(16).toString("hex");
+    if (sweep !== "done") madeBeforeSweep.add(id);
+    return id;
+  }
 
-  async function sweepLeftovers(): Promise<void> {
+  async function sweepLeftovers(): Promise<{ tmpFiles: number; blobs: number }> {
+    if (sweep !== "pending") throw new Error("sweepLeftovers() runs once per open");
+    sweep = "running";
+    const removed = { tmpFiles: 0, blobs: 0 };
     try {
-      for (const name of await fs.readdir(tmpDir)) await fs.rm(path.join(tmpDir, name), { force: true, recursive: true });
+      for (const name of await fs.readdir(tmpDir)) {
+        if (madeBeforeSweep.has(name)) continue;
+        await fs.rm(path.join(tmpDir, name), { force: true, recursive: true });
+        removed.tmpFiles++;
+      }
       for (const shard of await fs.readdir(blobsDir)) {
         const shardDir = path.join(blobsDir, shard);
         if (!(await fs.stat(shardDir)).isDirectory()) continue;
         for (const name of await fs.readdir(shardDir)) {
-          if (sql.blobReferenced.get(name) === undefined) await fs.rm(path.join(shardDir, name), { force: true });
+          if (madeBeforeSweep.has(name) || indexed("sweeping", () => sql.blobReferenced.get(name)) !== undefined) continue;
+          await fs.rm(path.join(shardDir, name), { force: true });
+          removed.blobs++;
         }
       }
+      return removed;
     } catch (err) {
-      db.close();
-      throw unavailable("cannot clean up the local storage folder", err);
+      throw StorageError.is(err) ? err : unavailable("cannot clean up the local storage folder", err);
+    } finally {
+      sweep = "done";
+      madeBeforeSweep.clear();
     }
   }
+
+  // close() cancels the puts still running and waits for their cleanup.
+  const running = createInFlight(() => unavailable("the local storage is closed"));
 
   const bufferPool: Buffer[] = [];
   const minFree = opts.minFreeBytes ?? DEFAULT_MIN_FREE_BYTES;
@@ -531,7 +582,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     },
   };
 
-  return {
+  const backend: FsBackend = {
     name: opts.tierName ?? "local",
     outbox,
 
@@ -542,7 +593,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
         const current = sql.generationOf.get(key) as bigint | undefined;
         checkPrecondition(key, opts.ifGenerationMatch, current);
       });
-      const id = randomBytes(16).toString("hex");
+      const id = newFileId();
       const tmpFile = path.join(tmpDir, id);
       let renamed = false;
       try {
@@ -657,10 +708,17 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     },
 
     async close() {
+      // A put cancelled here removes its temp file before close resolves, so an
+      // exit right after leaves none (a put that does not stop in time leaves
+      // an orphan for the next sweep).
+      await running.close(unavailable("the local storage is closing"), CLOSE_WAIT_MS);
       // Writes waiting for the next group commit are committed, not dropped.
       if (commitQueue.length > 0) flushCommits();
       if (db.open) db.close();
+      lock.release();
     },
+
+    sweepLeftovers,
 
     expired(now, limit) {
       return indexed("listing expired objects", () => sql.expired.all(now, limit) as string[]);
@@ -668,6 +726,10 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
 
     identity,
   };
+  const put = backend.put;
+  backend.put = (key, source, meta, putOpts = {}) =>
+    running.run(putOpts.signal, (signal) => put(key, source, meta, { ...putOpts, signal }));
+  return backend;
 }
 
 /**

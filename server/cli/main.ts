@@ -3,6 +3,7 @@
  * (put, get, ls, rm, stat, stats) talk to one over gRPC. The daemon stops on
  * SIGTERM/SIGINT and reloads AUTH_TOKENS_FILE on SIGHUP.
  */
+import * as fs from "node:fs";
 import { Command } from "commander";
 import { ConfigError, loadConfig, settings } from "../config/load-config.js";
 import { createLogger } from "../logger.js";
@@ -25,6 +26,18 @@ export function buildProgram(): Command {
   });
   registerClientCommands(program);
   return program;
+}
+
+/** Seconds a shutdown may take after SHUTDOWN_GRACE_SECONDS (the engine closing, uploads removing their temp files) before the process exits anyway. */
+const CLOSE_SECONDS = 15;
+
+/** Writes a line to stderr, whether or not anyone still reads it. */
+function say(line: string): void {
+  try {
+    fs.writeSync(2, line + "\n");
+  } catch {
+    // stderr is gone.
+  }
 }
 
 async function runDaemon(flags: Record<string, unknown>): Promise<void> {
@@ -60,6 +73,13 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     }
     stopping = true;
     log.info({ signal }, "shutting down");
+    // Whatever hangs in the shutdown, the process ends: the grace period, then
+    // the time the engine may take to close, then out.
+    const deadlineSeconds = config.shutdownGraceSeconds + CLOSE_SECONDS;
+    setTimeout(() => {
+      say(`filestorage: shutdown did not finish within ${deadlineSeconds} s: exiting`);
+      process.exit(1);
+    }, deadlineSeconds * 1000);
     running.shutdown().then(
       () => process.exit(0),
       (err: unknown) => {

@@ -13,6 +13,7 @@ export const BIN = path.resolve(__dirname, "../../bin/filestorage.js");
 export interface DaemonProcess {
   address: string;
   child: ChildProcess;
+  pid: number;
   /** Peak resident memory so far (VmHWM), bytes. */
   peakRss(): number;
   /** Resolves with the exit code (or signal) once the process ended. */
@@ -23,7 +24,13 @@ export interface DaemonProcess {
   stdout(): string;
 }
 
-export async function spawnDaemon(env: Record<string, string>, opts: { mallocTuning?: boolean } = {}): Promise<DaemonProcess> {
+export interface SpawnOptions {
+  mallocTuning?: boolean;
+  /** Close our end of the daemon's stdout once it serves, as `serve | head -1` does: its later log writes fail with EPIPE. */
+  closeStdoutWhenServing?: boolean;
+}
+
+export async function spawnDaemon(env: Record<string, string>, opts: SpawnOptions = {}): Promise<DaemonProcess> {
   if (!fs.existsSync(path.resolve(__dirname, "../../dist/server/cli/main.js"))) {
     throw new Error("dist/ is missing: run `npm run build` (npm test does) before these tests");
   }
@@ -53,6 +60,10 @@ export async function spawnDaemon(env: Record<string, string>, opts: { mallocTun
         const entry = JSON.parse(line) as { msg?: string; address?: string };
         if (entry.msg === "FileStorage is serving" && entry.address) {
           clearTimeout(timer);
+          if (opts.closeStdoutWhenServing) {
+            lines.close();
+            child.stdout!.destroy();
+          }
           resolve(entry.address);
         }
       } catch {
@@ -67,6 +78,7 @@ export async function spawnDaemon(env: Record<string, string>, opts: { mallocTun
   return {
     address,
     child,
+    pid: child.pid!,
     exited,
     peakRss() {
       const status = fs.readFileSync(`/proc/${child.pid}/status`, "utf8");
