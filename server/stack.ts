@@ -21,7 +21,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Backend, Outbox } from "./backends/backend.js";
-import { createFsBackend, type FsBackend, type FsFaults } from "./backends/fs-backend.js";
+import { createFsBackend, type FsBackend, type FsFaults } from "./backends/fs/fs-backend.js";
 import type { GcsBackend } from "./backends/gcs/gcs-backend.js";
 import { createCacheBackend, type CacheBackend, type CacheOptions } from "./cache/cache-backend.js";
 import { localCacheKey, tierCacheKey, type CacheKey } from "./cache/cache-key.js";

@@ -6,8 +6,8 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { PutMeta } from "../server/backends/backend.js";
-import { FolderInUseError } from "../server/backends/folder-lock.js";
-import { INLINE_MAX_BYTES, createFsBackend, type FsBackend } from "../server/backends/fs-backend.js";
+import { FolderInUseError } from "../server/backends/fs/folder-lock.js";
+import { INLINE_MAX_BYTES, createFsBackend, type FsBackend } from "../server/backends/fs/fs-backend.js";
 import { Code } from "../server/storage-error.js";
 import { chunked, expectStorageError, readBody } from "./backend-conformance.js";
 import { makeTempDir, type TempDir } from "./support/temp-dir.js";

@@ -2,7 +2,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import type { PutMeta } from "../server/backends/backend.js";
-import { INLINE_MAX_BYTES, createFsBackend } from "../server/backends/fs-backend.js";
+import { INLINE_MAX_BYTES, createFsBackend } from "../server/backends/fs/fs-backend.js";
 import { Code } from "../server/storage-error.js";
 import { chunked, describeBackendConformance, expectStorageError, readBody } from "./backend-conformance.js";
 import { makeTempDir, type TempDir } from "./support/temp-dir.js";

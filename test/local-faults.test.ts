@@ -10,7 +10,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import { FileStorageClient } from "../client/src/index.js";
-import { INLINE_MAX_BYTES } from "../server/backends/fs-backend.js";
+import { INLINE_MAX_BYTES } from "../server/backends/fs/fs-backend.js";
 import { startDaemon } from "./support/daemon.js";
 import { codeOf, failure } from "./support/expect-failure.js";
 import { makeTempDir } from "./support/temp-dir.js";

@@ -10,7 +10,7 @@ import { Storage } from "@google-cloud/storage";
 import { crc32c } from "@node-rs/crc32";
 import { FileStorageClient } from "../client/src/index.js";
 import { BufferedSource, type Backend, type PutMeta } from "../server/backends/backend.js";
-import { createFsBackend } from "../server/backends/fs-backend.js";
+import { createFsBackend } from "../server/backends/fs/fs-backend.js";
 import { createGcsBackend, gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
 import { createChainBackend } from "../server/engine/chain-backend.js";
 import { CircuitBreaker } from "../server/engine/circuit-breaker.js";

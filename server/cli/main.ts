@@ -58,15 +58,25 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     if (server) server.reload();
     else log.warn({ signal: "SIGHUP" }, "still starting: AUTH_TOKENS_FILE was read at start-up; send SIGHUP again once serving");
   });
+  // Registered before start-up too: a signal that arrives while starting (or
+  // between the "serving" line and the end of start-up) stops the daemon as
+  // soon as it serves; a second one exits at once.
+  let requested: string | undefined;
+  const onSignal = (signal: string) => {
+    if (server) return stop(server, signal);
+    if (requested) process.exit(1);
+    requested = signal;
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
   try {
     server = await startServer(config, { logger: log });
   } catch (err) {
     process.stderr.write(`filestorage: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  const running = server;
   let stopping = false;
-  const stop = (signal: string) => {
+  const stop = (running: RunningServer, signal: string) => {
     if (stopping) {
       // A second signal: do not wait for the grace period.
       process.exit(1);
@@ -88,8 +98,7 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
       },
     );
   };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  if (requested) stop(server, requested);
 }
 
 if (require.main === module) {

@@ -13,7 +13,7 @@
  * old tombstones and upload parts a crash left.
  */
 import type { Backend, ObjectRecord } from "../backends/backend.js";
-import type { FsBackend } from "../backends/fs-backend.js";
+import type { FsBackend } from "../backends/fs/fs-backend.js";
 import type { GcsBackend } from "../backends/gcs/gcs-backend.js";
 import { Code, StorageError } from "../storage-error.js";
 import type { CircuitBreaker } from "./circuit-breaker.js";

@@ -24,7 +24,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import Database from "better-sqlite3";
-import { Code, StorageError } from "../storage-error.js";
+import { Code, StorageError } from "../../storage-error.js";
 import { makePrivateFile } from "./private-files.js";
 
 /** The name of the lock file inside a storage folder. */

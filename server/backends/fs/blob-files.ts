@@ -1,0 +1,281 @@
+/**
+ * The local tier's blob files: uploads stream into tmp/<id> (written in
+ * pieces of at least 1 MiB, fsynced), are renamed into blobs/<xx>/<id> and
+ * the shard folder fsynced before the index commits them. Reads stream a
+ * blob back, checked against its size and CRC32C when whole. The free-space
+ * reserve is enforced here, where the bytes are written.
+ */
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { Readable, Transform } from "node:stream";
+import { crc32c } from "@node-rs/crc32";
+import { Code, StorageError, dataLoss, unavailable } from "../../storage-error.js";
+import { abortable } from "../../signals.js";
+import { mib, translate } from "./fs-errors.js";
+import { makePrivateFolder } from "./private-files.js";
+
+/** Writes reach the disk in pieces of at least this much (small chunks are coalesced). */
+const PIECE_BYTES = 1024 * 1024;
+/** Read stream buffer: the 64 KiB default halves read throughput. */
+export const READ_HIGH_WATER_MARK = 1024 * 1024;
+/** A streamed write checks the free space again after each this many bytes. */
+const SPACE_CHECK_BYTES = 16 * 1024 * 1024;
+
+export interface BlobFilesOptions {
+  root: string;
+  /** fsync files and folders (off only for tests and scratch data). */
+  durable: boolean;
+  /** Writes are refused below this many free bytes (LOCAL_MIN_FREE_BYTES). */
+  minFreeBytes: number;
+}
+
+/** Creates tmp/ and every shard folder (so a put never creates and fsyncs a parent), and returns the blob store. */
+export async function openBlobFiles(opts: BlobFilesOptions) {
+  const { root, durable } = opts;
+  const minFree = opts.minFreeBytes;
+  const tmpDir = path.join(root, "tmp");
+  const blobsDir = path.join(root, "blobs");
+  makePrivateFolder(tmpDir);
+  makePrivateFolder(blobsDir);
+  const shardNames = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+  await Promise.all(shardNames.map((s) => fs.mkdir(path.join(blobsDir, s), { recursive: true, mode: 0o700 })));
+
+  const blobPath = (id: string) => path.join(blobsDir, id.slice(0, 2), id);
+  const tmpPath = (id: string) => path.join(tmpDir, id);
+  const bufferPool: Buffer[] = [];
+
+  /** The bytes free on the file system holding the folder. */
+  async function freeBytes(): Promise<number> {
+    const stats = await fs.statfs(root);
+    return stats.bavail * stats.bsize;
+  }
+
+  /** RESOURCE_EXHAUSTED once the disk is below the reserve kept for deletes and the index. */
+  async function ensureSpace(): Promise<void> {
+    let free: number;
+    try {
+      free = await freeBytes();
+    } catch (err) {
+      throw translate(err, "checking free space");
+    }
+    if (free < minFree) {
+      throw new StorageError(
+        Code.ResourceExhausted,
+        `the local disk is nearly full: ${mib(free)} free, below the ${mib(minFree)} kept for deletes and the index ` +
+          `(LOCAL_MIN_FREE_BYTES); writes are refused until space is freed`,
+      );
+    }
+  }
+
+  /** Streams `source` into a new file at `file`; returns the size and CRC32C written. */
+  async function writeSource(
+    file: string,
+    source: AsyncIterable<Uint8Array>,
+    signal: AbortSignal | undefined,
+  ): Promise<{ size: number; crc32c: number }> {
+    const handle = await fs.open(file, "wx", 0o600).catch((err) => {
+      throw translate(err, "creating a file");
+    });
+    const piece = bufferPool.pop() ?? Buffer.allocUnsafe(PIECE_BYTES);
+    let fill = 0;
+    let size = 0;
+    let crc = 0;
+    let checkedAt = 0;
+    const flush = async (bytes: Uint8Array) => {
+      if (size - checkedAt >= SPACE_CHECK_BYTES) {
+        checkedAt = size;
+        await ensureSpace();
+      }
+      for (let at = 0; at < bytes.length; ) {
+        const { bytesWritten } = await handle.write(bytes, at, bytes.length - at).catch((err) => {
+          throw translate(err, "writing");
+        });
+        at += bytesWritten;
+      }
+    };
+    try {
+      for await (const chunk of abortable(source, signal)) {
+        size += chunk.length;
+        crc = crc32c(chunk, crc);
+        let at = 0;
+        if (fill > 0) {
+          at = chunk.copy(piece, fill, 0, Math.min(chunk.length, PIECE_BYTES - fill));
+          fill += at;
+          if (fill < PIECE_BYTES) continue;
+          await flush(piece);
+          fill = 0;
+        }
+        const rest = chunk.subarray(at);
+        // Large chunks go straight to disk; a small tail waits for more.
+        if (rest.length >= PIECE_BYTES) await flush(rest);
+        else fill = rest.copy(piece, 0);
+      }
+      if (fill > 0) await flush(piece.subarray(0, fill));
+      if (durable) await handle.sync().catch((err) => Promise.reject(translate(err, "syncing")));
+      return { size, crc32c: crc };
+    } finally {
+      if (bufferPool.length < 8) bufferPool.push(piece);
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  async function syncFolder(dir: string): Promise<void> {
+    if (!durable) return;
+    const handle = await fs.open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Unlinks a blob no row names any more; a failure leaves an orphan the next sweep removes. */
+  async function dropBlob(id: string | undefined): Promise<void> {
+    if (id === undefined) return;
+    await fs.unlink(blobPath(id)).catch(() => undefined);
+  }
+
+  /**
+   * The committed blob `id`, bytes [start, end), as a stream; undefined when
+   * the file is gone (a concurrent write or delete replaced it: look again).
+   * With `expected`, a whole read fails DATA_LOSS instead of ending when the
+   * size or CRC32C are off.
+   */
+  async function openBlob(id: string, start: number, end: number, expected: { size: number; crc32c: number } | undefined): Promise<Readable | undefined> {
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(blobPath(id), "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw translate(err, "reading");
+    }
+    if (end === start) {
+      await handle.close();
+      return Readable.from([]);
+    }
+    const file = handle.createReadStream({ start, end: end - 1, highWaterMark: READ_HIGH_WATER_MARK });
+    return file.pipe(verifier(file, expected));
+  }
+
+  /** Puts a finished upload in place: tmp/<id> renamed to its blob path, the shard folder fsynced. */
+  async function publish(id: string): Promise<void> {
+    await fs.rename(tmpPath(id), blobPath(id));
+    await syncFolder(path.dirname(blobPath(id)));
+  }
+
+  /** Removes what a failed put of `id` left: its temp file, or its blob when it was published but not committed. */
+  async function discard(id: string, published: boolean): Promise<void> {
+    await fs.rm(published ? blobPath(id) : tmpPath(id), { force: true }).catch(() => undefined);
+  }
+
+  /** Whether tmp/ is writable; throws the platform error translated. */
+  async function checkWritable(): Promise<void> {
+    await fs.access(tmpDir, fs.constants.W_OK).catch((err) => Promise.reject(translate(err, "probing")));
+  }
+
+  // Ids of the files this backend made before its sweep finished: the sweep keeps them.
+  let sweep: "pending" | "running" | "done" = "pending";
+  const madeBeforeSweep = new Set<string>();
+  function newFileId(): string {
+    const id = randomBytes(16).toString("hex");
+    if (sweep !== "done") madeBeforeSweep.add(id);
+    return id;
+  }
+
+  async function sweepLeftovers(isReferenced: (id: string) => boolean): Promise<{ tmpFiles: number; blobs: number }> {
+    if (sweep !== "pending") throw new Error("sweepLeftovers() runs once per open");
+    sweep = "running";
+    const removed = { tmpFiles: 0, blobs: 0 };
+    try {
+      for (const name of await fs.readdir(tmpDir)) {
+        if (madeBeforeSweep.has(name)) continue;
+        await fs.rm(path.join(tmpDir, name), { force: true, recursive: true });
+        removed.tmpFiles++;
+      }
+      for (const shard of await fs.readdir(blobsDir)) {
+        const shardDir = path.join(blobsDir, shard);
+        if (!(await fs.stat(shardDir)).isDirectory()) continue;
+        for (const name of await fs.readdir(shardDir)) {
+          if (madeBeforeSweep.has(name) || isReferenced(name)) continue;
+          await fs.rm(path.join(shardDir, name), { force: true });
+          removed.blobs++;
+        }
+      }
+      return removed;
+    } catch (err) {
+      throw StorageError.is(err) ? err : unavailable("cannot clean up the local storage folder", err);
+    } finally {
+      sweep = "done";
+      madeBeforeSweep.clear();
+    }
+  }
+
+  return { tmpPath, blobPath, newFileId, writeSource, publish, discard, dropBlob, openBlob, ensureSpace, freeBytes, checkWritable, sweepLeftovers, minFree };
+}
+
+/** The blob files opened by openBlobFiles. */
+export type BlobFiles = Awaited<ReturnType<typeof openBlobFiles>>;
+
+/**
+ * Passes a blob's bytes through with platform errors translated; given the
+ * expected size and CRC32C of a whole blob, fails with DATA_LOSS instead of
+ * ending when they are off.
+ */
+function verifier(file: Readable, expected: { size: number; crc32c: number } | undefined): Transform {
+  let size = 0;
+  let crc = 0;
+  const check = new Transform({
+    readableHighWaterMark: READ_HIGH_WATER_MARK,
+    writableHighWaterMark: READ_HIGH_WATER_MARK,
+    transform(chunk: Buffer, _enc, done) {
+      if (expected !== undefined) {
+        size += chunk.length;
+        crc = crc32c(chunk, crc);
+      }
+      done(null, chunk);
+    },
+    flush(done) {
+      if (expected !== undefined && (size !== expected.size || crc !== expected.crc32c)) done(dataLoss("the stored object is corrupt: its checksum does not match"));
+      else done();
+    },
+  });
+  // pipe() does not forward errors or teardown: do both ways by hand.
+  file.on("error", (err) => check.destroy(translate(err, "reading")));
+  check.on("close", () => file.destroy());
+  return check;
+}
+
+/**
+ * Reads `source` until it ends within `limit` bytes (then `inline` holds
+ * it all) or passes that size (then `rest` yields everything, read or not).
+ */
+export async function takeSmall(
+  source: AsyncIterable<Uint8Array>,
+  signal: AbortSignal | undefined,
+  limit: number,
+): Promise<{ inline?: Buffer; rest: AsyncIterable<Uint8Array> }> {
+  const iterator = abortable(source, signal)[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const step = await iterator.next();
+    if (step.done) return { inline: Buffer.concat(head, size), rest: [] as unknown as AsyncIterable<Uint8Array> };
+    head.push(step.value);
+    size += step.value.length;
+    if (size > limit) break;
+  }
+  async function* rest(): AsyncGenerator<Uint8Array> {
+    try {
+      yield* head.splice(0);
+      for (;;) {
+        const step = await iterator.next();
+        if (step.done) return;
+        yield step.value;
+      }
+    } finally {
+      await iterator.return?.(undefined);
+    }
+  }
+  return { rest: rest() };
+}

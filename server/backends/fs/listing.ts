@@ -1,0 +1,89 @@
+/**
+ * Listing the local tier: pages in UTF-8 byte order by SQL range scans on the
+ * key index (never LIKE, whose wildcards and case folding do not fit).
+ */
+import type Database from "better-sqlite3";
+import type { ListOptions, ListPage, ObjectRecord } from "../backend.js";
+import { compareKeys } from "../backend.js";
+import { invalidArgument } from "../../storage-error.js";
+import type { ObjectRow } from "./index-db.js";
+
+/**
+ * One page of a listing, by SQL range scans on the key index (never LIKE, whose
+ * wildcards and case folding do not fit). With a delimiter, keys under a
+ * rolled-up prefix P are skipped with one jump to the first key after P.
+ */
+export function listPage(scanFor: ScanFor, opts: ListOptions, toRecord: (row: ObjectRow) => ObjectRecord): ListPage {
+  const prefix = opts.prefix ?? "";
+  const { limit, delimiter, startAfter } = opts;
+  if (!Number.isSafeInteger(limit) || limit < 1) throw invalidArgument("list limit must be a positive integer");
+  if (delimiter === "") throw invalidArgument("list delimiter must not be empty");
+  const upper = prefix === "" ? undefined : successor(prefix);
+  const objects: ObjectRecord[] = [];
+  const prefixes: string[] = [];
+  const full = () => objects.length + prefixes.length >= limit;
+  // The scan position: keys after `from`, or from `from` on when inclusive.
+  let from = prefix;
+  let inclusive = true;
+  if (startAfter !== undefined && compareKeys(startAfter, prefix) >= 0) {
+    from = startAfter;
+    inclusive = false;
+  }
+  const scan = (batch: number) =>
+    scanFor(inclusive, upper !== undefined).all({ from, upper: upper ?? null, batch }) as ObjectRow[];
+  let last: string | undefined;
+  let end = false;
+  while (!end && !full()) {
+    const batch = Math.min(limit - objects.length - prefixes.length + 1, 1000);
+    const rows = scan(batch);
+    end = rows.length < batch;
+    for (const row of rows) {
+      const cut = delimiter === undefined ? -1 : row.key.indexOf(delimiter, prefix.length);
+      if (cut < 0) {
+        objects.push(toRecord(row));
+        last = from = row.key;
+        inclusive = false;
+        if (full()) break;
+        continue;
+      }
+      const rolled = row.key.slice(0, cut + delimiter!.length);
+      // A prefix at or before startAfter was on an earlier page; its keys are skipped all the same.
+      if (startAfter === undefined || compareKeys(rolled, startAfter) > 0) {
+        prefixes.push(rolled);
+        last = rolled;
+      }
+      const next = successor(rolled);
+      if (next === undefined) {
+        end = true;
+      } else {
+        from = next;
+        inclusive = true;
+        end = false; // the rows after the jump are not read yet
+      }
+      break;
+    }
+  }
+  if (end || last === undefined) return { objects, prefixes };
+  // A full page: name `next` only when something follows.
+  return scan(1).length > 0 ? { objects, prefixes, next: last } : { objects, prefixes };
+}
+
+/** The range scan for a listing shape: keys from (inclusive) or after a bound, optionally below an upper bound. */
+export type ScanFor = (inclusive: boolean, bounded: boolean) => Database.Statement;
+
+/**
+ * The smallest string greater than every string starting with `s` (UTF-8 byte
+ * order equals code point order): its last code point plus one, skipping the
+ * surrogate gap; undefined when `s` is all U+10FFFF.
+ */
+function successor(s: string): string | undefined {
+  const points = Array.from(s);
+  while (points.length > 0) {
+    const cp = points.pop()!.codePointAt(0)!;
+    if (cp < 0x10ffff) {
+      const next = cp + 1 === 0xd800 ? 0xe000 : cp + 1;
+      return points.join("") + String.fromCodePoint(next);
+    }
+  }
+  return undefined;
+}
