@@ -12,7 +12,9 @@ import { newOrigin } from "../write-origin.js";
 import { generationMismatch, unavailable } from "../../storage-error.js";
 import { translate } from "./fs-errors.js";
 import { makePrivateFile } from "./private-files.js";
-import type { ScanFor } from "./listing.js";
+
+/** The range scan for a listing shape: keys from (inclusive) or after a bound, optionally below an upper bound. */
+export type ScanFor = (inclusive: boolean, bounded: boolean) => Database.Statement;
 
 /** Hooks a test uses to fail a group commit at a chosen point. */
 export interface FsFaults {

@@ -2,11 +2,10 @@
  * Listing the local tier: pages in UTF-8 byte order by SQL range scans on the
  * key index (never LIKE, whose wildcards and case folding do not fit).
  */
-import type Database from "better-sqlite3";
 import type { ListOptions, ListPage, ObjectRecord } from "../backend.js";
 import { compareKeys } from "../backend.js";
 import { invalidArgument } from "../../storage-error.js";
-import type { ObjectRow } from "./index-db.js";
+import type { ObjectRow, ScanFor } from "./index-db.js";
 
 /**
  * One page of a listing, by SQL range scans on the key index (never LIKE, whose
@@ -68,8 +67,6 @@ export function listPage(scanFor: ScanFor, opts: ListOptions, toRecord: (row: Ob
   return scan(1).length > 0 ? { objects, prefixes, next: last } : { objects, prefixes };
 }
 
-/** The range scan for a listing shape: keys from (inclusive) or after a bound, optionally below an upper bound. */
-export type ScanFor = (inclusive: boolean, bounded: boolean) => Database.Statement;
 
 /**
  * The smallest string greater than every string starting with `s` (UTF-8 byte
