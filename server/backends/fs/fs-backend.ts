@@ -36,7 +36,6 @@ export type { FsFaults } from "./index-db.js";
 export interface FsBackendOptions {
   /** The storage folder; created when missing. */
   root: string;
-  tierName?: "local";
   /** fsync files, folders and the index on every commit (default true). Off only for tests and scratch data. */
   fsync?: boolean;
   /**
@@ -115,7 +114,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
   const running = createInFlight(() => unavailable("the local storage is closed"));
 
   const backend: FsBackend = {
-    name: opts.tierName ?? "local",
+    name: "local",
     outbox: index.outbox,
 
     async put(key, source, meta, putOpts = {}) {
