@@ -10,6 +10,7 @@ import { createLogger } from "../logger.js";
 import { startServer, type RunningServer } from "../server.js";
 import { VERSION } from "../version.js";
 import { registerClientCommands } from "./client-commands.js";
+import { settingsMarkdown } from "../config/settings-table.js";
 
 export function buildProgram(): Command {
   const program = new Command("filestorage").version(VERSION).description("FileStorage: a gRPC storage daemon");
@@ -24,6 +25,12 @@ export function buildProgram(): Command {
   serve.action(async (flags: Record<string, unknown>) => {
     await runDaemon(flags);
   });
+  program
+    .command("settings")
+    .description("print every setting (environment name, config-file key, flag, default, what is allowed) as the README's table")
+    .action(() => {
+      process.stdout.write(settingsMarkdown());
+    });
   registerClientCommands(program);
   return program;
 }
