@@ -18,7 +18,7 @@ import type { DescFile } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, type DescriptorProto } from "@bufbuild/protobuf/wkt";
 import * as fs from "node:fs";
 import { FileStorageService, file_filestorage_v1_file_storage } from "../gen/filestorage/v1/file_storage_pb.js";
-import { serviceDefinition, serviceImplementation } from "@filestorage/client/grpc-binding";
+import { chunkFastPath, serviceDefinition, serviceImplementation } from "@filestorage/client/grpc-binding";
 import { createAuthorizer, type Authorizer } from "./auth/authorizer.js";
 import { insecureListenGaps } from "./auth/listen-policy.js";
 import { readTokenFile, TokenFileError, type TokenFile } from "./auth/token-file.js";
@@ -104,7 +104,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     "grpc.max_send_message_length": Math.max(config.maxUnaryBytes, config.chunkSize, config.maxListResponseBytes) + 1024 * 1024,
   });
   server.addService(
-    serviceDefinition(FileStorageService),
+    // RetrieveStream's data chunks are encoded without protobuf-es's general writer (see chunkFastPath).
+    serviceDefinition(FileStorageService, { retrieveStream: { response: chunkFastPath(2, "payload", "chunk", { scratch: true }) } }),
     serviceImplementation(
       createFileStorageHandlers({
       engine: stack.engine,

@@ -31,7 +31,7 @@ import {
 } from "../../gen/filestorage/v1/file_storage_pb.js";
 import { checkInteger, type DownloadOptions, type DownloadToFileOptions, type FileStorageClientOptions, type ListKeysOptions, type ListKeysPage, type StoreOptions, type UploadOptions } from "./client-options.js";
 import { downloadToFile } from "./download-to-file.js";
-import { clientConstructor, type ServiceClient } from "./grpc-binding.js";
+import { chunkFastPath, clientConstructor, type ServiceClient } from "./grpc-binding.js";
 import { FileStorageError } from "./file-storage-error.js";
 import { toObjectInfo, toStorageStats, type ObjectInfo, type StorageStats } from "./object-info.js";
 import { openRetrieveStream, type TailCheck } from "./retrieve-stream-download.js";
@@ -44,7 +44,8 @@ export type { DownloadOptions, DownloadToFileOptions, FileStorageClientOptions, 
 
 const MiB = 1024 * 1024;
 
-const Stub = clientConstructor(FileStorageService);
+// StoreStream's data chunks are encoded without protobuf-es's general writer (see chunkFastPath).
+const Stub = clientConstructor(FileStorageService, { storeStream: { request: chunkFastPath(2, "payload", "chunk") } });
 
 /** A client of one FileStorage daemon. Cheap to keep, one channel; call close() when done. */
 export class FileStorageClient {

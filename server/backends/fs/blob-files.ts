@@ -19,6 +19,8 @@ import { makePrivateFolder } from "./private-files.js";
 const PIECE_BYTES = 1024 * 1024;
 /** Read stream buffer: the 64 KiB default halves read throughput. */
 export const READ_HIGH_WATER_MARK = 1024 * 1024;
+/** Pieces of an upload written at once while more bytes arrive. */
+const WRITES_IN_FLIGHT = 4;
 /** A streamed write checks the free space again after each this many bytes. */
 const SPACE_CHECK_BYTES = 16 * 1024 * 1024;
 
@@ -68,7 +70,17 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     }
   }
 
-  /** Streams `source` into a new file at `file`; returns the size and CRC32C written. */
+  const takePiece = () => bufferPool.pop() ?? Buffer.allocUnsafe(PIECE_BYTES);
+  const recycle = (piece: Buffer) => {
+    if (bufferPool.length < 8) bufferPool.push(piece);
+  };
+
+  /**
+   * Streams `source` into a new file at `file`; returns the size and CRC32C
+   * written. Up to WRITES_IN_FLIGHT pieces are written at once (positional
+   * writes in libuv's pool) while the next bytes arrive, so the network and
+   * the disk work at the same time instead of in turns.
+   */
   async function writeSource(
     file: string,
     source: AsyncIterable<Uint8Array>,
@@ -77,22 +89,33 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     const handle = await fs.open(file, "wx", 0o600).catch((err) => {
       throw translate(err, "creating a file");
     });
-    const piece = bufferPool.pop() ?? Buffer.allocUnsafe(PIECE_BYTES);
+    let piece = takePiece();
     let fill = 0;
     let size = 0;
     let crc = 0;
     let checkedAt = 0;
-    const flush = async (bytes: Uint8Array) => {
-      if (size - checkedAt >= SPACE_CHECK_BYTES) {
-        checkedAt = size;
-        await ensureSpace();
-      }
-      for (let at = 0; at < bytes.length; ) {
-        const { bytesWritten } = await handle.write(bytes, at, bytes.length - at).catch((err) => {
+    let position = 0;
+    const inflight: Promise<void>[] = [];
+    const writeAll = async (bytes: Uint8Array, at: number): Promise<void> => {
+      for (let done = 0; done < bytes.length; ) {
+        const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, at + done).catch((err) => {
           throw translate(err, "writing");
         });
-        at += bytesWritten;
+        done += bytesWritten;
       }
+    };
+    /** Starts writing `bytes` at the current position (after the space check), waiting while too many writes are out. */
+    const issue = async (bytes: Uint8Array, release?: () => void): Promise<void> => {
+      if (position - checkedAt >= SPACE_CHECK_BYTES) {
+        checkedAt = position;
+        await ensureSpace();
+      }
+      while (inflight.length >= WRITES_IN_FLIGHT) await inflight.shift();
+      const write = writeAll(bytes, position).finally(release);
+      // Its failure is seen when it is awaited; meanwhile it must not count as unhandled.
+      write.catch(() => undefined);
+      inflight.push(write);
+      position += bytes.length;
     };
     try {
       for await (const chunk of abortable(source, signal)) {
@@ -103,19 +126,28 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
           at = chunk.copy(piece, fill, 0, Math.min(chunk.length, PIECE_BYTES - fill));
           fill += at;
           if (fill < PIECE_BYTES) continue;
-          await flush(piece);
+          const full = piece;
+          await issue(full, () => recycle(full));
+          piece = takePiece();
           fill = 0;
         }
         const rest = chunk.subarray(at);
-        // Large chunks go straight to disk; a small tail waits for more.
-        if (rest.length >= PIECE_BYTES) await flush(rest);
+        // Large chunks go straight to disk (the source does not reuse them); a small tail waits for more.
+        if (rest.length >= PIECE_BYTES) await issue(rest);
         else fill = rest.copy(piece, 0);
       }
-      if (fill > 0) await flush(piece.subarray(0, fill));
+      if (fill > 0) {
+        const last = piece;
+        await issue(last.subarray(0, fill), () => recycle(last));
+        piece = Buffer.alloc(0);
+      }
+      while (inflight.length > 0) await inflight.shift();
       if (durable) await handle.sync().catch((err) => Promise.reject(translate(err, "syncing")));
       return { size, crc32c: crc };
     } finally {
-      if (bufferPool.length < 8) bufferPool.push(piece);
+      // A failed upload still waits for its writes before the file is closed (and removed).
+      await Promise.allSettled(inflight);
+      if (piece.length > 0) recycle(piece);
       await handle.close().catch(() => undefined);
     }
   }
