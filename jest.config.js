@@ -2,7 +2,11 @@
 module.exports = {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
-  testMatch: ["**/*.test.ts"],
+  // Tests by kind: unit/<area> (one module or layer, no gRPC server), rpc (the
+  // in-process gRPC server), process (spawned daemons and tools), conformance
+  // (the backend suite against every combination). test/kit and test/support
+  // hold helpers only.
+  testMatch: ["<rootDir>/test/{unit,rpc,process,conformance}/**/*.test.ts"],
   transform: {
     "^.+\\.ts$": ["ts-jest", { isolatedModules: true, tsconfig: "tsconfig.json" }],
     // stream-json and stream-chain ship ES modules only. Node loads them with

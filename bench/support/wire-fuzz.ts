@@ -13,7 +13,7 @@
  *   stores nothing, and a successful one stores exactly its chunks.
  *
  * Each property runs for its share of a time budget. Used by
- * test/hostile-fuzz.test.ts (a short budget, in CI) and bench/fuzz.ts (long runs).
+ * test/process/hostile-fuzz.test.ts (a short budget, in CI) and bench/fuzz.ts (long runs).
  */
 import { create, fromBinary, toBinary, type DescMessage, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
 import { crc32c } from "@node-rs/crc32";

@@ -4,7 +4,7 @@ Usage: python client.py HOST:PORT   (with the stubs generated from
 proto/filestorage/v1/file_storage.proto on PYTHONPATH)
 
 It exercises the API the way a Python service would and prints one JSON
-document of what it observed on stdout; test/polyglot.test.ts asserts it.
+document of what it observed on stdout; test/process/polyglot.test.ts asserts it.
 Observations are reported rather than asserted here so that a failure in
 jest shows every value at once. Exits non-zero only when the script itself
 breaks (an unexpected RPC error, a stub import failure).
