@@ -29,6 +29,7 @@ import {
   type StoreStreamRequest,
   type StoreStreamResponse,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
+import { channelOptions } from "./channel-options.js";
 import { checkInteger, type DownloadOptions, type DownloadToFileOptions, type FileStorageClientOptions, type ListKeysOptions, type ListKeysPage, type StoreOptions, type UploadOptions } from "./client-options.js";
 import { downloadToFile } from "./download-to-file.js";
 import { chunkFastPath, clientConstructor, type ServiceClient } from "./grpc-binding.js";
@@ -68,15 +69,7 @@ export class FileStorageClient {
     const credentials = tls
       ? grpc.credentials.createSsl(tls.rootCerts ?? null, tls.privateKey ?? null, tls.certChain ?? null)
       : grpc.credentials.createInsecure();
-    this.stub = new Stub(address, credentials, {
-      // A unary Retrieve of maxUnaryBytes plus its ObjectInfo and framing must fit.
-      "grpc.max_receive_message_length": Math.max(16 * MiB, this.maxUnaryBytes + MiB),
-      "grpc.max_send_message_length": Math.max(16 * MiB, this.maxUnaryBytes + MiB),
-      // Large HTTP/2 windows let uploads run at memory speed instead of 64 KiB steps.
-      "grpc-node.flow_control_window": 16 * MiB,
-      ...(tls?.serverNameOverride ? { "grpc.ssl_target_name_override": tls.serverNameOverride } : {}),
-      ...opts.channelOptions,
-    });
+    this.stub = new Stub(address, credentials, channelOptions({ ...opts, maxUnaryBytes: this.maxUnaryBytes, tls }));
   }
 
   /**

@@ -13,6 +13,7 @@ export {
   type ListKeysOptions,
   type ListKeysPage,
 } from "./file-storage-client.js";
+export { channelOptions } from "./channel-options.js";
 export { FileStorageError, codeName } from "./file-storage-error.js";
 export type { ObjectInfo, StorageStats, OperationCount, BackendName } from "./object-info.js";
 export type { ProgressCallback } from "./store-stream-upload.js";

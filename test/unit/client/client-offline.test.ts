@@ -1,11 +1,12 @@
 /**
  * The client package's pieces that need no daemon: CRC32C, value encoding
- * and kinds, option checks, and an unreachable address. Against a real
+ * and kinds, option checks, the recommended channel options, and an
+ * unreachable address. Against a real
  * daemon: test/rpc/client.test.ts.
  */
 import { randomBytes } from "node:crypto";
 import { crc32c as nativeCrc32c } from "@node-rs/crc32";
-import { FileStorageClient, FileStorageError, crc32c, crc32cJs, decodeValue, encodeValue, status } from "../../../client/src/index.js";
+import { FileStorageClient, FileStorageError, channelOptions, crc32c, crc32cJs, decodeValue, encodeValue, status } from "../../../client/src/index.js";
 import { DataKind } from "../../../gen/filestorage/v1/file_storage_pb.js";
 
 describe("crc32c", () => {
@@ -91,5 +92,32 @@ describe("FileStorageClient options", () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe("channelOptions", () => {
+  const MiB = 1024 * 1024;
+
+  it("recommends 16 MiB message limits and a 16 MiB flow-control window", () => {
+    expect(channelOptions()).toEqual({
+      "grpc.max_receive_message_length": 16 * MiB,
+      "grpc.max_send_message_length": 16 * MiB,
+      "grpc-node.flow_control_window": 16 * MiB,
+    });
+  });
+
+  it("fits a unary value of maxUnaryBytes with room for its framing, names the TLS server, and lets given options win", () => {
+    const opts = channelOptions({
+      maxUnaryBytes: 32 * MiB,
+      tls: { serverNameOverride: "storage.internal" },
+      channelOptions: { "grpc-node.flow_control_window": MiB, "grpc.keepalive_time_ms": 5000 },
+    });
+    expect(opts).toEqual({
+      "grpc.max_receive_message_length": 33 * MiB,
+      "grpc.max_send_message_length": 33 * MiB,
+      "grpc-node.flow_control_window": MiB,
+      "grpc.ssl_target_name_override": "storage.internal",
+      "grpc.keepalive_time_ms": 5000,
+    });
   });
 });
