@@ -11,12 +11,11 @@
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { RetrieveRequestSchema, RetrieveResponseSchema, StoreRequestSchema } from "../gen/filestorage/v1/file_storage_pb.js";
-import { machineLine, scratchRoot } from "./support/bench-settings.js";
-import { spawnDaemon } from "./support/server-process.js";
-import { statusName, wireClient } from "./support/wire-client.js";
+import { spawnDaemon } from "../test/kit/daemon-process.js";
+import { makeTempDir } from "../test/kit/temp-dir.js";
+import { statusName, wireClient } from "../test/kit/wire-client.js";
+import { machineLine, mallocTuningWanted, scratchRoot } from "./support/bench-settings.js";
 import { CANARY_KEY, isServing, runFuzz } from "./support/wire-fuzz.js";
 
 async function main(): Promise<void> {
@@ -27,8 +26,8 @@ async function main(): Promise<void> {
   console.log(`fuzz for ${seconds} s, seed ${seed}, on ${new Date().toISOString()}`);
   console.log(`machine: ${machineLine()}`);
 
-  const storage = fs.mkdtempSync(path.join(scratchRoot(), "fs-fuzz-"));
-  const daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: storage });
+  const storage = await makeTempDir("fs-fuzz-", scratchRoot());
+  const daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: storage.path }, { mallocTuning: mallocTuningWanted() });
   const wire = wireClient(daemon.address);
   let failed = false;
   try {
@@ -54,7 +53,7 @@ async function main(): Promise<void> {
   } finally {
     wire.close();
     await daemon.stop();
-    fs.rmSync(storage, { recursive: true, force: true });
+    await storage.cleanup();
   }
   if (failed) process.exitCode = 1;
 }

@@ -17,17 +17,16 @@
  *       BENCH_GCS_OBJECTS=500 BENCH_GCS_LARGE_MIB=128 node dist/bench/gcs.bench.js
  */
 import { randomBytes } from "node:crypto";
-import * as fsp from "node:fs/promises";
-import * as path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Storage, type Bucket } from "@google-cloud/storage";
 import { FileStorageClient, type ObjectInfo } from "../client/src/index.js";
 import { gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
-import { KiB, machineLine, MiB, positiveInt, positiveInts, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
+import { spawnDaemon } from "../test/kit/daemon-process.js";
+import { startFakeGcs } from "../test/kit/fake-gcs.js";
+import { makeTempDir } from "../test/kit/temp-dir.js";
+import { KiB, machineLine, mallocTuningWanted, MiB, positiveInt, positiveInts, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
 import { fixed, median, mib, printTable, ratio, secondsSince } from "./support/bench-report.js";
-import { startFakeGcs } from "./support/fake-gcs-process.js";
-import { spawnDaemon } from "./support/server-process.js";
 
 const PROJECT = "bench";
 
@@ -53,15 +52,15 @@ async function main(): Promise<void> {
   const block = randomBytes(MiB);
 
   const gcs = await startFakeGcs();
-  const dir = await fsp.mkdtemp(path.join(scratchRoot(), "fs-bench-gcs-"));
+  const dir = await makeTempDir("fs-bench-gcs-", scratchRoot());
   const daemon = await spawnDaemon({
-    LOCAL_STORAGE_PATH: dir,
+    LOCAL_STORAGE_PATH: dir.path,
     GCS_BUCKET_NAME: "bench-daemon",
     GCS_PROJECT_ID: PROJECT,
     GCS_API_ENDPOINT: gcs.url,
     ENABLE_CACHE: "false",
     ENABLE_COMPRESSION: "false",
-  });
+  }, { mallocTuning: mallocTuningWanted() });
   const client = new FileStorageClient(daemon.address);
   try {
     const paths: Path[] = [
@@ -149,7 +148,7 @@ async function main(): Promise<void> {
     client.close();
     await daemon.stop().catch(() => undefined);
     await gcs.stop().catch(() => undefined);
-    await fsp.rm(dir, { recursive: true, force: true });
+    await dir.cleanup();
   }
 }
 

@@ -18,14 +18,15 @@ import { randomBytes } from "node:crypto";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { FileStorageClient } from "../client/src/index.js";
-import { KiB, machineLine, positiveInt, positiveInts, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
+import { spawnDaemon, type DaemonProcess } from "../test/kit/daemon-process.js";
+import { makeTempDir } from "../test/kit/temp-dir.js";
+import { KiB, machineLine, mallocTuningWanted, positiveInt, positiveInts, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
 import { fixed, median, mib, msSince, percentile, printTable, ratio, secondsSince } from "./support/bench-report.js";
 import { echoClient, startEchoServer, type EchoClient } from "./support/echo-server.js";
-import { spawnDaemon, type ServerProcess } from "./support/server-process.js";
 
 interface Path {
   name: string;
-  server?: ServerProcess;
+  server?: DaemonProcess;
   /** One write; `n` is unique across the whole benchmark. */
   write(n: number): Promise<void>;
 }
@@ -42,11 +43,11 @@ async function main(): Promise<void> {
   const runs = positiveInt("BENCH_RUNS", 3);
   const inFlight = positiveInts("BENCH_IN_FLIGHT", [1, 16]);
   const data = randomBytes(objectBytes);
-  const dir = await fsp.mkdtemp(path.join(scratchRoot(), "fs-bench-small-"));
+  const dir = await makeTempDir("fs-bench-small-", scratchRoot());
   const stopAll: (() => Promise<void>)[] = [];
   try {
-    await fsp.mkdir(path.join(dir, "daemon"));
-    const daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: path.join(dir, "daemon") });
+    await fsp.mkdir(path.join(dir.path, "daemon"));
+    const daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: path.join(dir.path, "daemon") }, { mallocTuning: mallocTuningWanted() });
     const client = new FileStorageClient(daemon.address);
     stopAll.push(async () => {
       client.close();
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
       bare.close();
       await echo.stop();
     });
-    const files = path.join(dir, "files");
+    const files = path.join(dir.path, "files");
     await fsp.mkdir(files);
     const folder = await fsp.open(files, "r");
     stopAll.push(() => folder.close());
@@ -134,7 +135,7 @@ async function main(): Promise<void> {
     );
   } finally {
     for (const stop of stopAll.reverse()) await stop().catch(() => undefined);
-    await fsp.rm(dir, { recursive: true, force: true });
+    await dir.cleanup();
   }
 }
 

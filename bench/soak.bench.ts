@@ -13,12 +13,12 @@
  *       node dist/bench/run-all.js soak
  *       BENCH_SECONDS=300 BENCH_CLIENTS=128 node dist/bench/soak.bench.js
  */
-import * as fsp from "node:fs/promises";
 import * as path from "node:path";
-import { machineLine, MiB, positiveInt, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
+import { spawnDaemon } from "../test/kit/daemon-process.js";
+import { freePort } from "../test/kit/free-port.js";
+import { makeTempDir } from "../test/kit/temp-dir.js";
+import { machineLine, mallocTuningWanted, MiB, positiveInt, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
 import { fixed, percentile, printTable } from "./support/bench-report.js";
-import { freePort } from "./support/daemon-metrics.js";
-import { spawnDaemon } from "./support/server-process.js";
 import { OPERATIONS, runSoak, soakVerdicts } from "./support/soak-load.js";
 
 async function main(): Promise<void> {
@@ -26,10 +26,10 @@ async function main(): Promise<void> {
   const seconds = positiveInt("BENCH_SECONDS", 60);
   const clients = positiveInt("BENCH_CLIENTS", 64);
   const cancels = positiveInt("BENCH_CANCELS", 1000);
-  const dir = await fsp.mkdtemp(path.join(scratchRoot(), "fs-bench-soak-"));
-  const storagePath = path.join(dir, "daemon");
+  const dir = await makeTempDir("fs-bench-soak-", scratchRoot());
+  const storagePath = path.join(dir.path, "daemon");
   const metricsPort = await freePort();
-  const daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: storagePath, METRICS_PORT: String(metricsPort) });
+  const daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: storagePath, METRICS_PORT: String(metricsPort) }, { mallocTuning: mallocTuningWanted() });
   try {
     console.log(
       `soak: ${clients} clients (one connection each), ${seconds} s, store/retrieve/stat/list/delete of 1 KiB..1 MiB objects, ` +
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     if (verdicts.some((v) => !v.ok)) process.exitCode = 1;
   } finally {
     await daemon.stop();
-    await fsp.rm(dir, { recursive: true, force: true });
+    await dir.cleanup();
   }
 }
 

@@ -21,14 +21,15 @@ import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { FileStorageClient } from "../client/src/index.js";
-import { machineLine, MiB, positiveInt, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
+import { spawnDaemon, type DaemonProcess } from "../test/kit/daemon-process.js";
+import { makeTempDir } from "../test/kit/temp-dir.js";
+import { machineLine, mallocTuningWanted, MiB, positiveInt, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
 import { fixed, median, mib, printTable, ratio, secondsSince } from "./support/bench-report.js";
 import { downloadRequest, echoClient, startEchoServer, type EchoClient } from "./support/echo-server.js";
-import { spawnDaemon, type ServerProcess } from "./support/server-process.js";
 
 interface Path {
   name: string;
-  server?: ServerProcess;
+  server?: DaemonProcess;
   up(bytes: number): Promise<void>;
   down(bytes: number): Promise<void>;
   upRates: number[];
@@ -44,14 +45,14 @@ async function main(): Promise<void> {
   const total = positiveInt("BENCH_MIB", 1024) * MiB;
   const runs = positiveInt("BENCH_RUNS", 3);
   const block = randomBytes(CHUNK);
-  const dir = await fsp.mkdtemp(path.join(scratchRoot(), "fs-bench-stream-"));
+  const dir = await makeTempDir("fs-bench-stream-", scratchRoot());
   const stopAll: (() => Promise<void>)[] = [];
   try {
     const paths: Path[] = [];
     for (const compression of [false, true]) {
-      const storage = path.join(dir, compression ? "daemon-gzip" : "daemon-plain");
+      const storage = path.join(dir.path, compression ? "daemon-gzip" : "daemon-plain");
       await fsp.mkdir(storage);
-      const daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: storage, ENABLE_COMPRESSION: String(compression) });
+      const daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: storage, ENABLE_COMPRESSION: String(compression) }, { mallocTuning: mallocTuningWanted() });
       const client = new FileStorageClient(daemon.address);
       stopAll.push(async () => {
         client.close();
@@ -66,7 +67,7 @@ async function main(): Promise<void> {
       await echo.stop();
     });
     paths.push(newPath("bare grpc-js echo", echo, (n) => echoUp(bare, block, n), (n) => echoDown(bare, n)));
-    const file = path.join(dir, "floor.bin");
+    const file = path.join(dir.path, "floor.bin");
     paths.push(newPath("file: write+fsync+rename / read", undefined, (n) => fileUp(file, block, n), (n) => fileDown(file, n)));
 
     console.log(`stream throughput: ${total / MiB} MiB each way, ${CHUNK / MiB} MiB chunks, incompressible data, median of ${runs} interleaved runs`);
@@ -114,13 +115,13 @@ async function main(): Promise<void> {
     );
   } finally {
     for (const stop of stopAll.reverse()) await stop().catch(() => undefined);
-    await fsp.rm(dir, { recursive: true, force: true });
+    await dir.cleanup();
   }
 }
 
 function newPath(
   name: string,
-  server: ServerProcess | undefined,
+  server: DaemonProcess | undefined,
   up: (bytes: number) => Promise<void>,
   down: (bytes: number) => Promise<void>,
 ): Path {

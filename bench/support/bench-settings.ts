@@ -1,27 +1,16 @@
 /**
  * What every benchmark shares before it measures anything: its settings from
- * the environment, the glibc malloc tuning that `npm start` uses (applied to
- * the benchmark process itself by relaunching it, and passed on to the
- * servers it spawns), where the repository is, and a one-line description of
- * the machine for the results.
+ * the environment, whether the glibc malloc tuning that `npm start` uses
+ * (test/kit/malloc-tuning.ts) applies (to the benchmark process itself by
+ * relaunching it, and to the servers it spawns), and a one-line description
+ * of the machine for the results.
  */
 import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
 import * as os from "node:os";
-import * as path from "node:path";
+import { MALLOC_TUNING } from "../../test/kit/malloc-tuning.js";
 
 export const MiB = 1024 * 1024;
 export const KiB = 1024;
-
-/**
- * The settings `npm start` launches the daemon with: glibc otherwise mmaps
- * every allocation of 128 KiB or more and unmaps it on free, which costs
- * grpc-js streams a third of their speed on these machines (DESIGN.md).
- */
-export const MALLOC_TUNING: Readonly<Record<string, string>> = {
-  MALLOC_MMAP_THRESHOLD_: "67108864",
-  MALLOC_TRIM_THRESHOLD_: "134217728",
-};
 
 /** False when BENCH_MALLOC_TUNING=off: then neither the bench nor its servers are tuned. */
 export function mallocTuningWanted(): boolean {
@@ -71,17 +60,6 @@ export function positiveInts(name: string, fallback: number[]): number[] {
     if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be positive integers separated by commas, got "${raw}"`);
     return n;
   });
-}
-
-/**
- * The repository root: the nearest folder up from here with bin/filestorage.js
- * (dist/ holds a copy of package.json, so the manifest alone does not tell).
- */
-export function repoRoot(): string {
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, "bin", "filestorage.js"))) return dir;
-    if (path.dirname(dir) === dir) throw new Error("cannot find the filestorage repository above " + __dirname);
-  }
 }
 
 /** Where benchmarks put their files: BENCH_DIR, else the system temp folder. */

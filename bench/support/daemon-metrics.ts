@@ -5,19 +5,6 @@
  * tells a leak from memory that was freed but not returned to the system.
  */
 import * as http from "node:http";
-import * as net from "node:net";
-
-/** A TCP port free on 127.0.0.1 right now (METRICS_PORT=0 turns the endpoint off, so one is chosen here). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** nodejs_heap_size_used_bytes + nodejs_external_memory_bytes from http://127.0.0.1:<port>/metrics. */
 export async function jsMemoryOf(port: number): Promise<number> {

@@ -10,13 +10,15 @@
  * Run as its own process (`node dist/bench/support/echo-server.js`), it logs
  * {"msg":"echo server is serving","address":...}; startEchoServer() spawns it.
  * The server takes the same message limits as the daemon's; the client the
- * same channel options as FileStorageClient, so the ratio is the daemon's own cost.
+ * same channel options as FileStorageClient (the client package's
+ * channelOptions()), so the ratio is the daemon's own cost.
  */
 import { once } from "node:events";
 import { randomBytes } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { MiB } from "./bench-settings.js";
-import { spawnServerProcess, type ServerProcess } from "./server-process.js";
+import { channelOptions } from "../../client/src/index.js";
+import { spawnServerProcess, type DaemonProcess } from "../../test/kit/daemon-process.js";
+import { MiB, mallocTuningWanted } from "./bench-settings.js";
 
 const raw = {
   requestSerialize: (b: Buffer) => b,
@@ -32,13 +34,6 @@ export const echoService: grpc.ServiceDefinition = {
   echo: { path: "/bench.Echo/Echo", requestStream: false, responseStream: false, ...raw },
 };
 
-/** The channel options FileStorageClient sets (client/src/file-storage-client.ts). */
-export const clientChannelOptions: grpc.ChannelOptions = {
-  "grpc.max_receive_message_length": 16 * MiB,
-  "grpc.max_send_message_length": 16 * MiB,
-  "grpc-node.flow_control_window": 16 * MiB,
-};
-
 export interface EchoClient extends grpc.Client {
   upload(cb: (err: grpc.ServiceError | null, res?: Buffer) => void): grpc.ClientWritableStream<Buffer>;
   download(req: Buffer): grpc.ClientReadableStream<Buffer>;
@@ -48,12 +43,12 @@ export interface EchoClient extends grpc.Client {
 /** A client of the echo server at `address`. */
 export function echoClient(address: string): EchoClient {
   const Ctor = grpc.makeGenericClientConstructor(echoService, "Echo");
-  return new Ctor(address, grpc.credentials.createInsecure(), clientChannelOptions) as unknown as EchoClient;
+  return new Ctor(address, grpc.credentials.createInsecure(), channelOptions()) as unknown as EchoClient;
 }
 
 /** Spawns the echo server as its own process (with the same malloc tuning as the daemon). */
-export function startEchoServer(): Promise<ServerProcess> {
-  return spawnServerProcess([__filename], {}, "echo server is serving");
+export function startEchoServer(): Promise<DaemonProcess> {
+  return spawnServerProcess([__filename], {}, "echo server is serving", { mallocTuning: mallocTuningWanted(), label: "echo server" });
 }
 
 /** The Download request for `total` bytes in chunks of `chunkBytes`. */

@@ -22,8 +22,9 @@ import { crc32c } from "@node-rs/crc32";
 import { FileStorageClient } from "../../client/src/index.js";
 import { KiB, MiB } from "./bench-settings.js";
 import { msSince } from "./bench-report.js";
+import { sampleUsage, usageOf, type Usage } from "../../test/kit/process-usage.js";
 import { jsMemoryOf } from "./daemon-metrics.js";
-import { flatness, sampleUsage, usageOf, type Usage } from "./process-usage.js";
+import { flatness } from "./flatness.js";
 
 export const OPERATIONS = ["store", "retrieve", "stat", "list", "delete"] as const;
 export type Operation = (typeof OPERATIONS)[number];

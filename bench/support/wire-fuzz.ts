@@ -33,7 +33,7 @@ import {
   StoreStreamHeaderSchema,
   StoreStreamRequestSchema,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
-import { statusName, type WireClient, type WireResult } from "./wire-client.js";
+import { statusName, type WireClient, type WireResult } from "../../test/kit/wire-client.js";
 
 /** Statuses a hostile request may get. Anything else (INTERNAL, UNKNOWN, UNAVAILABLE, DEADLINE_EXCEEDED...) is a finding. */
 export const ALLOWED_STATUSES: ReadonlySet<string> = new Set([

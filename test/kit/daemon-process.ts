@@ -1,64 +1,90 @@
 /**
- * The daemon as a child process (`node bin/filestorage.js serve`, the built
- * dist/), for tests that kill it, signal it or measure its memory. The test
- * command builds dist/ before jest runs.
+ * A server as its own process: the FileStorage daemon (`node
+ * bin/filestorage.js serve`, the built dist/: `npm run build` first; the test
+ * command does) or a benchmark's baseline server. Each announces itself with a
+ * JSON log line carrying `msg` and `address`. Tests use it to kill, signal or
+ * measure the daemon; benchmarks so that client and server never share an
+ * event loop.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline";
+import { MALLOC_TUNING } from "./malloc-tuning.js";
+import { fdCount, peakRssOf, resetPeakRss } from "./process-usage.js";
+import { repoRoot } from "./repo-root.js";
 
-export const BIN = path.resolve(__dirname, "../../bin/filestorage.js");
+/** The daemon's launcher. */
+export const BIN = path.join(repoRoot(), "bin", "filestorage.js");
 
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A running server process, the daemon or another. */
 export interface DaemonProcess {
+  /** host:port it listens on, from its "serving" log line. */
   address: string;
-  child: ChildProcess;
   pid: number;
-  /** Peak resident memory so far (VmHWM), bytes. */
+  child: ChildProcess;
+  /** Peak resident memory (VmHWM) since start or the last resetPeakRss(), bytes; NaN once it is gone. */
   peakRss(): number;
+  /** Restarts the peak (Linux clear_refs "5"); false when the kernel does not allow it. */
+  resetPeakRss(): boolean;
+  /** Open file descriptors now; throws once it is gone. */
+  fds(): number;
   /** Resolves with the exit code (or signal) once the process ended. */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<ExitStatus>;
+  /** Sends `signal` (default SIGTERM) unless it has exited, and resolves once it has. */
+  kill(signal?: NodeJS.Signals): Promise<ExitStatus>;
+  /** SIGTERM, then SIGKILL after `graceMs` (default 10 s); resolves once it is gone. */
+  stop(graceMs?: number): Promise<void>;
+  /** Everything it wrote to stderr so far. */
   stderr(): string;
-  /** Everything the daemon wrote to stdout so far (its JSON log lines). */
+  /** Everything it wrote to stdout so far (the daemon's JSON log lines). */
   stdout(): string;
 }
 
 export interface SpawnOptions {
+  /** Start it with MALLOC_TUNING in its environment (as `npm start` does); default false. */
   mallocTuning?: boolean;
-  /** Close our end of the daemon's stdout once it serves, as `serve | head -1` does: its later log writes fail with EPIPE. */
+  /** Close our end of its stdout once it serves, as `serve | head -1` does: its later log writes fail with EPIPE. */
   closeStdoutWhenServing?: boolean;
+  /** How long it may take to announce itself; default 30 s. */
+  startTimeoutMs?: number;
+  /** Its name in errors; default "server". */
+  label?: string;
 }
 
-export async function spawnDaemon(env: Record<string, string>, opts: SpawnOptions = {}): Promise<DaemonProcess> {
-  if (!fs.existsSync(path.resolve(__dirname, "../../dist/server/cli/main.js"))) {
-    throw new Error("dist/ is missing: run `npm run build` (npm test does) before these tests");
-  }
-  const child = spawn(process.execPath, [BIN, "serve"], {
-    env: {
-      PATH: process.env.PATH,
-      LISTEN_ADDRESS: "127.0.0.1:0",
-      METRICS_PORT: "0",
-      LOG_LEVEL: "info",
-      ...(opts.mallocTuning ? { MALLOC_MMAP_THRESHOLD_: "67108864", MALLOC_TRIM_THRESHOLD_: "134217728" } : {}),
-      ...env,
-    },
+/**
+ * Spawns `node <args>` with `env` on top of PATH (and the malloc tuning when
+ * asked) and resolves once it logs `readyMsg` with an address. Rejects, with
+ * its stderr, when it exits first ("<label> exited with <code> before
+ * serving: <stderr>") or takes longer than the start timeout.
+ */
+export async function spawnServerProcess(args: string[], env: Record<string, string>, readyMsg: string, opts: SpawnOptions = {}): Promise<DaemonProcess> {
+  const label = opts.label ?? "server";
+  const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
+  const child = spawn(process.execPath, args, {
+    env: { PATH: process.env.PATH ?? "", ...(opts.mallocTuning ? MALLOC_TUNING : {}), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";
   let out = "";
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
+  const exited = new Promise<ExitStatus>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   const address = await new Promise<string>((resolve, reject) => {
     const lines = readline.createInterface({ input: child.stdout! });
-    const timer = setTimeout(() => reject(new Error(`daemon did not start in 20 s: ${err}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${label} did not start in ${startTimeoutMs / 1000} s: ${err}`));
+    }, startTimeoutMs);
     lines.on("line", (line) => {
       try {
         const entry = JSON.parse(line) as { msg?: string; address?: string };
-        if (entry.msg === "FileStorage is serving" && entry.address) {
+        if (entry.msg === readyMsg && entry.address) {
           clearTimeout(timer);
           if (opts.closeStdoutWhenServing) {
             lines.close();
@@ -67,29 +93,52 @@ export async function spawnDaemon(env: Record<string, string>, opts: SpawnOption
           resolve(entry.address);
         }
       } catch {
-        /* not a log line */
+        // Not a JSON log line.
       }
     });
-    void exited.then(({ code }) => {
+    void exited.then(({ code, signal }) => {
       clearTimeout(timer);
-      reject(new Error(`daemon exited with ${code} before serving: ${err}`));
+      reject(new Error(`${label} exited with ${code ?? signal} before serving: ${err}`));
     });
   });
+  const pid = child.pid!;
+  const running = () => child.exitCode === null && child.signalCode === null;
   return {
     address,
+    pid,
     child,
-    pid: child.pid!,
     exited,
-    peakRss() {
-      const status = fs.readFileSync(`/proc/${child.pid}/status`, "utf8");
-      const kb = /VmHWM:\s+(\d+) kB/.exec(status);
-      return kb ? Number(kb[1]) * 1024 : NaN;
-    },
+    peakRss: () => peakRssOf(pid),
+    resetPeakRss: () => resetPeakRss(pid),
+    fds: () => fdCount(pid),
     async kill(signal: NodeJS.Signals = "SIGTERM") {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      if (running()) child.kill(signal);
       return exited;
+    },
+    async stop(graceMs = 10_000) {
+      if (!running()) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      await exited;
+      clearTimeout(timer);
     },
     stderr: () => err,
     stdout: () => out,
   };
+}
+
+/**
+ * The FileStorage daemon with `env` (LISTEN_ADDRESS a free port, METRICS_PORT
+ * off and LOG_LEVEL info unless `env` says otherwise).
+ */
+export async function spawnDaemon(env: Record<string, string>, opts: SpawnOptions = {}): Promise<DaemonProcess> {
+  if (!fs.existsSync(path.join(repoRoot(), "dist", "server", "cli", "main.js"))) {
+    throw new Error("dist/ is missing: run `npm run build` (npm test does) first");
+  }
+  return spawnServerProcess(
+    [BIN, "serve"],
+    { LISTEN_ADDRESS: "127.0.0.1:0", METRICS_PORT: "0", LOG_LEVEL: "info", ...env },
+    "FileStorage is serving",
+    { label: "daemon", ...opts },
+  );
 }

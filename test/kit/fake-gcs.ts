@@ -1,20 +1,23 @@
 /**
- * Runs the real fake-gcs-server emulator on a free loopback port for one test
- * file. jest's globalSetup installs the binary (test/setup/install-tools.sh);
- * a missing binary fails the suite loudly instead of skipping it.
+ * Runs the real fake-gcs-server emulator on a free loopback port, for one test
+ * file or one benchmark. jest's globalSetup installs the binary
+ * (test/setup/install-tools.sh); a missing binary fails loudly instead of
+ * skipping.
  *
- * Emulator limits worth knowing in tests: the memory backend holds every
- * upload in RAM (keep fixtures modest), and a resumable-upload status query
- * finalizes the object.
+ * Emulator limits worth knowing: the memory backend holds every upload in RAM
+ * (keep fixtures and benchmark objects modest), and a resumable-upload status
+ * query finalizes the object.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { freePort } from "./free-port.js";
+import { peakRssOf } from "./process-usage.js";
+import { toolPath } from "./repo-root.js";
 
-export const FAKE_GCS_BIN = path.resolve(__dirname, "../../.test-tools/bin/fake-gcs-server");
+export const FAKE_GCS_BIN = toolPath("fake-gcs-server");
 
 export interface FakeGcs {
   /** Base URL for the SDK's apiEndpoint: http://127.0.0.1:PORT (no /storage/v1). */
@@ -28,6 +31,10 @@ export interface FakeGcs {
   kill(): Promise<void>;
   /** Starts the emulator (again) on the same port and waits until it answers. */
   start(): Promise<void>;
+  /** The running emulator's pid; undefined while it is stopped. */
+  readonly pid: number | undefined;
+  /** Peak resident memory (VmHWM) of the running emulator, bytes; NaN while it is stopped. */
+  peakRss(): number;
 }
 
 export async function startFakeGcs(opts: { backend?: "memory" | "filesystem" } = {}): Promise<FakeGcs> {
@@ -76,6 +83,10 @@ export async function startFakeGcs(opts: { backend?: "memory" | "filesystem" } =
     port,
     start,
     kill,
+    get pid() {
+      return child?.pid;
+    },
+    peakRss: () => (child?.pid === undefined ? NaN : peakRssOf(child.pid)),
     restart: async () => {
       await kill();
       await start();
@@ -85,19 +96,6 @@ export async function startFakeGcs(opts: { backend?: "memory" | "filesystem" } =
       if (root) await fsp.rm(root, { recursive: true, force: true });
     },
   };
-}
-
-/** A port the OS considers free right now (bind to :0, read it, release it). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitUntilReady(url: string, alive: () => boolean, output: () => string): Promise<void> {

@@ -1,10 +1,9 @@
 /**
- * What a process holds, read from Linux /proc: resident memory (VmRSS) and
- * open file descriptors (entries of /proc/<pid>/fd), once or sampled on a
- * timer, and whether a series of them stayed flat.
+ * What a process holds, read from Linux /proc: resident memory now (VmRSS)
+ * and at its peak (VmHWM), open file descriptors (entries of /proc/<pid>/fd),
+ * once or sampled on a timer.
  */
 import * as fs from "node:fs";
-import { median } from "./bench-report.js";
 
 export interface Usage {
   /** Milliseconds since the sampler started (0 for a single reading). */
@@ -13,10 +12,39 @@ export interface Usage {
   fds: number;
 }
 
+/** A "Name:  N kB" field of /proc/<pid>/status in bytes; throws when the process is gone. */
+function statusKb(pid: number, field: "VmRSS" | "VmHWM"): number {
+  const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  return kb ? Number(kb[1]) * 1024 : NaN;
+}
+
 /** The process's usage now; throws when the process is gone. */
 export function usageOf(pid: number): Usage {
-  const kb = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-  return { atMs: 0, rssBytes: kb ? Number(kb[1]) * 1024 : NaN, fds: fs.readdirSync(`/proc/${pid}/fd`).length };
+  return { atMs: 0, rssBytes: statusKb(pid, "VmRSS"), fds: fdCount(pid) };
+}
+
+/** Open file descriptors of the process now; throws when the process is gone. */
+export function fdCount(pid: number): number {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** Peak resident memory (VmHWM) since start or the last resetPeakRss(), bytes; NaN once the process is gone. */
+export function peakRssOf(pid: number): number {
+  try {
+    return statusKb(pid, "VmHWM");
+  } catch {
+    return NaN;
+  }
+}
+
+/** Restarts the process's peak (Linux clear_refs "5"); false when the kernel does not allow it. */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface Sampler {
@@ -43,40 +71,5 @@ export function sampleUsage(pid: number, everyMs = 1000): Sampler {
       take();
       return samples;
     },
-  };
-}
-
-export interface Flatness {
-  start: number;
-  /** Median over the early window (after warm-up): the level the end is compared with. */
-  early: number;
-  max: number;
-  /** Median over the last window. */
-  end: number;
-  /** end - early. */
-  growth: number;
-  allowed: number;
-  flat: boolean;
-}
-
-/**
- * Whether `field` stayed flat over `samples`: the median of the last
- * `windowMs` is at most `allowed(early)` above the median of the window that
- * starts after `warmupMs` (so ramp-up is not mistaken for growth).
- */
-export function flatness(samples: Usage[], field: "rssBytes" | "fds", opts: { warmupMs: number; windowMs: number; allowed: (early: number) => number }): Flatness {
-  const values = (from: number, to: number) => samples.filter((s) => s.atMs >= from && s.atMs <= to).map((s) => s[field]);
-  const last = samples.at(-1)?.atMs ?? 0;
-  const early = median(values(opts.warmupMs, opts.warmupMs + opts.windowMs));
-  const end = median(values(last - opts.windowMs, last));
-  const allowed = opts.allowed(early);
-  return {
-    start: samples[0]?.[field] ?? NaN,
-    early,
-    max: Math.max(...samples.map((s) => s[field])),
-    end,
-    growth: end - early,
-    allowed,
-    flat: end - early <= allowed,
   };
 }

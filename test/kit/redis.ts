@@ -1,12 +1,13 @@
 /**
  * A real redis-server for a test suite: a free loopback port, no persistence,
- * stopped by the suite. redis-server comes from PATH or .test-tools/bin
+ * stopped by the suite. redis-server comes from .test-tools/bin or PATH
  * (test/setup/install-tools.sh installs it).
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
-import * as path from "node:path";
+import { freePort } from "./free-port.js";
+import { toolPath } from "./repo-root.js";
 
 export interface RedisServer {
   url: string;
@@ -16,7 +17,7 @@ export interface RedisServer {
 /** Starts redis-server and resolves once it answers PING. */
 export async function startRedis(): Promise<RedisServer> {
   const port = await freePort();
-  const local = path.resolve(__dirname, "../../.test-tools/bin/redis-server");
+  const local = toolPath("redis-server");
   const bin = fs.existsSync(local) ? local : "redis-server";
   const child = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
     stdio: ["ignore", "ignore", "pipe"],
@@ -45,17 +46,6 @@ export async function startRedis(): Promise<RedisServer> {
     throw err;
   }
   return { url: `redis://127.0.0.1:${port}`, stop };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** True when the server on `port` answers +PONG. */

@@ -6,9 +6,9 @@
  */
 import { spawnSync } from "node:child_process";
 import { FileStorageClient } from "../../client/src/index.js";
-import { BIN, spawnDaemon, type DaemonProcess } from "../support/daemon-process.js";
+import { BIN, spawnDaemon, type DaemonProcess } from "../kit/daemon-process.js";
 import { codeOf } from "../support/expect-failure.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 import { tokenEntry, writeTokenFile } from "../support/tokens.js";
 
 const token = (name: string) => `secret-${name}-91d2c7aa`;

@@ -9,7 +9,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { FileStorageClient } from "../../client/src/index.js";
 import { startDaemon } from "../support/daemon.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 
 const BIN = path.resolve(__dirname, "../../bin/filestorage.js");
 

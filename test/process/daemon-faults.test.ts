@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { crc32c } from "@node-rs/crc32";
 import { FileStorageClient } from "../../client/src/index.js";
-import { BIN, spawnDaemon } from "../support/daemon-process.js";
+import { BIN, spawnDaemon } from "../kit/daemon-process.js";
 
 const MiB = 1024 * 1024;
 let storage: string;

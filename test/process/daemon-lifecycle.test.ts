@@ -10,9 +10,9 @@ import * as net from "node:net";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { FileStorageClient } from "../../client/src/index.js";
-import { BIN, spawnDaemon, type DaemonProcess } from "../support/daemon-process.js";
+import { BIN, spawnDaemon, type DaemonProcess } from "../kit/daemon-process.js";
 import { startDaemon } from "../support/daemon.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 
 const MiB = 1024 * 1024;
 let dir: TempDir;

@@ -14,9 +14,9 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { RetrieveRequestSchema, RetrieveResponseSchema, StoreRequestSchema } from "../../gen/filestorage/v1/file_storage_pb.js";
-import { statusName, wireClient, type WireClient } from "../../bench/support/wire-client.js";
+import { statusName, wireClient, type WireClient } from "../kit/wire-client.js";
 import { CANARY_KEY, isServing, runFuzz } from "../../bench/support/wire-fuzz.js";
-import { spawnDaemon, type DaemonProcess } from "../support/daemon-process.js";
+import { spawnDaemon, type DaemonProcess } from "../kit/daemon-process.js";
 
 const BUDGET_MS = Number(process.env.FUZZ_BUDGET_MS ?? 18_000);
 

@@ -10,7 +10,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { FileStorageClient } from "../../client/src/index.js";
-import { spawnDaemon, type DaemonProcess } from "../support/daemon-process.js";
+import { spawnDaemon, type DaemonProcess } from "../kit/daemon-process.js";
 import { jsonDocument, type JsonShape } from "../../bench/support/json-documents.js";
 
 const MiB = 1024 * 1024;

@@ -19,8 +19,8 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import { FileStorageClient } from "../../client/src/index.js";
-import { spawnDaemon, type DaemonProcess } from "../support/daemon-process.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { spawnDaemon, type DaemonProcess } from "../kit/daemon-process.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 
 const ROUNDS = Number(process.env.KILL9_ROUNDS ?? 100);
 const SEED = Number(process.env.KILL9_SEED ?? Date.now() % 1_000_000);

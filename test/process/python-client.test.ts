@@ -10,8 +10,8 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { spawnDaemon, type DaemonProcess } from "../support/daemon-process.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { spawnDaemon, type DaemonProcess } from "../kit/daemon-process.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 
 const ROOT = path.resolve(__dirname, "../..");
 const TOOLS_PYTHON = path.join(ROOT, ".test-tools/venv/bin/python");

@@ -8,8 +8,8 @@
  */
 import * as path from "node:path";
 import { runSoak, soakVerdicts } from "../../bench/support/soak-load.js";
-import { spawnDaemon } from "../support/daemon-process.js";
-import { makeTempDir } from "../support/temp-dir.js";
+import { spawnDaemon } from "../kit/daemon-process.js";
+import { makeTempDir } from "../kit/temp-dir.js";
 
 test("soak: 16 clients for 8 s, then 100 cancelled uploads and downloads: zero errors, descriptors back, no temp file", async () => {
   const dir = await makeTempDir("fs-soak-");

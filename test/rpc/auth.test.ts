@@ -12,7 +12,7 @@ import { createLogger } from "../../server/logger.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
 import { codeOf, failure } from "../support/expect-failure.js";
 import { rawClient, unaryCall } from "../support/raw-client.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 import { ALL_RIGHTS, tokenEntry, writeTokenFile, type RightName } from "../support/tokens.js";
 
 const token = (name: string) => `secret-${name}-6f1c9a0d4e`;

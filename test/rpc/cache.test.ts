@@ -8,8 +8,8 @@
 import { randomBytes } from "node:crypto";
 import { FileStorageClient } from "../../client/src/index.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-import { startRedis, type RedisServer } from "../support/redis.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+import { startRedis, type RedisServer } from "../kit/redis.js";
 
 const KiB = 1024;
 

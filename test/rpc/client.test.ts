@@ -10,7 +10,7 @@ import { Readable } from "node:stream";
 import { crc32c as nativeCrc32c } from "@node-rs/crc32";
 import { FileStorageClient, FileStorageError, status } from "../../client/src/index.js";
 import { startDaemon } from "../support/daemon.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 
 const MiB = 1024 * 1024;
 

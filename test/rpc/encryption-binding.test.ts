@@ -17,8 +17,8 @@ import { FileStorageClient, FileStorageError } from "../../client/src/index.js";
 import { gcsStorageOptions } from "../../server/backends/gcs/gcs-backend.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
 import { failure } from "../support/expect-failure.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 
 const KiB = 1024;
 const SEGMENT = 64 * KiB;

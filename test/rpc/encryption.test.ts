@@ -17,7 +17,7 @@ import { deriveKeyId } from "../../server/codec/keyring.js";
 import { ConfigError, loadConfig } from "../../server/config/load-config.js";
 import { createLogger } from "../../server/logger.js";
 import { startServer, type RunningServer } from "../../server/server.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
 import { failure } from "../support/expect-failure.js";
 
 const KiB = 1024;

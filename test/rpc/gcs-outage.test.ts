@@ -21,11 +21,12 @@ import Database from "better-sqlite3";
 import { FileStorageClient } from "../../client/src/index.js";
 import { gcsStorageOptions } from "../../server/backends/gcs/gcs-backend.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
-import { spawnDaemon } from "../support/daemon-process.js";
+import { spawnDaemon } from "../kit/daemon-process.js";
 import { hasLiveObject, liveNames } from "../support/gcs-objects.js";
-import { startProxy } from "../support/tcp-proxy.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-import { makeTempDir } from "../support/temp-dir.js";
+import { freePort } from "../kit/free-port.js";
+import { startProxy } from "../kit/tcp-proxy.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+import { makeTempDir } from "../kit/temp-dir.js";
 import { codeOf } from "../support/expect-failure.js";
 
 let gcs: FakeGcs;
@@ -120,13 +121,7 @@ async function startBlackhole(): Promise<{ url: string; close(): Promise<void> }
 }
 
 /** The URL of a loopback port nobody listens on. */
-async function deadEndpoint(): Promise<string> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
-}
+const deadEndpoint = async (): Promise<string> => `http://127.0.0.1:${await freePort()}`;
 
 /** Object rows in the daemon's local index (read-only peek at the fallback tier). */
 function localRows(storagePath: string): number {

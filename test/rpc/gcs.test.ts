@@ -14,11 +14,11 @@ import { createFsBackend } from "../../server/backends/fs/fs-backend.js";
 import { createGcsBackend, gcsStorageOptions } from "../../server/backends/gcs/gcs-backend.js";
 import { createChainBackend } from "../../server/engine/chain-backend.js";
 import { CircuitBreaker } from "../../server/engine/circuit-breaker.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
 import { hasLiveObject, hasTombstone, liveNames } from "../support/gcs-objects.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-import { startHttpFaultProxy, type HttpFaultProxy } from "../support/http-fault-proxy.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+import { startHttpFaultProxy, type HttpFaultProxy } from "../kit/http-fault-proxy.js";
 import { codeOf } from "../support/expect-failure.js";
 
 const BUCKET = "fs-rpc-gcs";

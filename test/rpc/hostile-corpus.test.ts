@@ -23,7 +23,7 @@ import {
   StoreStreamHeaderSchema,
   StoreStreamRequestSchema,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
-import { statusName, wireClient, type WireClient, type WireResult } from "../../bench/support/wire-client.js";
+import { statusName, wireClient, type WireClient, type WireResult } from "../kit/wire-client.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
 
 let daemon: TestDaemon;

@@ -12,7 +12,7 @@ import {
   StoreRequestSchema,
   type ListKeysResponse,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
-import { statusName, wireClient, type WireClient } from "../../bench/support/wire-client.js";
+import { statusName, wireClient, type WireClient } from "../kit/wire-client.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
 
 const enc = <S extends DescMessage>(schema: S, init: MessageInitShape<S>) => Buffer.from(toBinary(schema, create(schema, init)));

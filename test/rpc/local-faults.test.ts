@@ -13,7 +13,7 @@ import { FileStorageClient } from "../../client/src/index.js";
 import { INLINE_MAX_BYTES } from "../../server/backends/fs/fs-backend.js";
 import { startDaemon } from "../support/daemon.js";
 import { codeOf, failure } from "../support/expect-failure.js";
-import { makeTempDir } from "../support/temp-dir.js";
+import { makeTempDir } from "../kit/temp-dir.js";
 
 /** Every file under `dir`, relative. */
 async function filesUnder(dir: string): Promise<string[]> {

@@ -5,22 +5,11 @@
  * emulator that goes away and comes back, fallback writes, the replication
  * backlog and the breaker state.
  */
-import * as net from "node:net";
 import { FileStorageClient } from "../../client/src/index.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-
-/** A port free right now (METRICS_PORT=0 means "off", so the test picks one). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+// METRICS_PORT=0 means "off", so the test picks a free port.
+import { freePort } from "../kit/free-port.js";
 
 type Samples = Map<string, number>;
 

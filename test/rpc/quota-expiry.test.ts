@@ -5,7 +5,7 @@
  * usage recounted after a restart), and expires_at (invisible to every read,
  * swept from the local tier; invisible on the GCS tier).
  */
-import { makeTempDir } from "../support/temp-dir.js";
+import { makeTempDir } from "../kit/temp-dir.js";
 import { liveNames } from "../support/gcs-objects.js";
 import { Storage } from "@google-cloud/storage";
 import Database from "better-sqlite3";
@@ -18,7 +18,7 @@ import * as path from "node:path";
 import { DataKind, StoreStreamRequestSchema } from "../../gen/filestorage/v1/file_storage_pb.js";
 import { FileStorageClient, FileStorageError } from "../../client/src/index.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
-import { startFakeGcs } from "../support/fake-gcs.js";
+import { startFakeGcs } from "../kit/fake-gcs.js";
 import { rawClient } from "../support/raw-client.js";
 import { failure } from "../support/expect-failure.js";
 

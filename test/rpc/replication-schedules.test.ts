@@ -13,8 +13,8 @@ import { Storage } from "@google-cloud/storage";
 import { FileStorageClient } from "../../client/src/index.js";
 import { gcsStorageOptions } from "../../server/backends/gcs/gcs-backend.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-import { startProxy, type TcpProxy } from "../support/tcp-proxy.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+import { startProxy, type TcpProxy } from "../kit/tcp-proxy.js";
 
 const SCHEDULES = 120;
 const KEYS = 4;

@@ -26,9 +26,9 @@ import { CACHE_KEY_OBJECT, parseCacheKey } from "../../server/cache/cache-key.js
 import { cacheNamespace } from "../../server/cache/cache-namespace.js";
 import { recordFromJson, recordToJson } from "../../server/cache/cache-store.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-import { startRedis, type RedisServer } from "../support/redis.js";
-import { startProxy } from "../support/tcp-proxy.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+import { startRedis, type RedisServer } from "../kit/redis.js";
+import { startProxy } from "../kit/tcp-proxy.js";
 
 const KiB = 1024;
 const ENCRYPTION_KEY = randomBytes(32).toString("base64");

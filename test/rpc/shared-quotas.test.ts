@@ -10,9 +10,9 @@ import * as path from "node:path";
 import { FileStorageClient } from "../../client/src/index.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
 import { failure } from "../support/expect-failure.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-import { startRedis, type RedisServer } from "../support/redis.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+import { startRedis, type RedisServer } from "../kit/redis.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 
 const QUOTA = 10_000;
 let gcs: FakeGcs;

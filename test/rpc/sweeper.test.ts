@@ -6,8 +6,8 @@
  */
 import { FileStorageClient } from "../../client/src/index.js";
 import { startDaemon } from "../support/daemon.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-import { startHttpFaultProxy, type HttpFaultProxy, type ProxiedRequest } from "../support/http-fault-proxy.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+import { startHttpFaultProxy, type HttpFaultProxy, type ProxiedRequest } from "../kit/http-fault-proxy.js";
 
 let gcs: FakeGcs;
 let proxy: HttpFaultProxy;

@@ -11,7 +11,7 @@ import { FileStorageClient, type TlsOptions } from "../../client/src/index.js";
 import { makePki, type TestPki } from "../support/certs.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
 import { codeOf, failure } from "../support/expect-failure.js";
-import { makeTempDir, type TempDir } from "../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 import { ALL_RIGHTS, tokenEntry, writeTokenFile } from "../support/tokens.js";
 
 const ADMIN_TOKEN = "secret-admin-token-0b7e";

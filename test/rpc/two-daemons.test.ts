@@ -14,11 +14,11 @@
  * - A write A made while it could not reach GCS lives on A's disk only: B
  *   sees the older GCS version until A's replicator copied it.
  */
-import { startProxy } from "../support/tcp-proxy.js";
+import { startProxy } from "../kit/tcp-proxy.js";
 import { FileStorageClient } from "../../client/src/index.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
-import { startFakeGcs, type FakeGcs } from "../support/fake-gcs.js";
-import { startRedis, type RedisServer } from "../support/redis.js";
+import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
+import { startRedis, type RedisServer } from "../kit/redis.js";
 
 let gcs: FakeGcs;
 let bucketCounter = 0;

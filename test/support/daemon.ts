@@ -3,12 +3,10 @@
  * 127.0.0.1:0, over a fresh temp storage folder, configured like the daemon
  * (env-style settings through loadConfig, so defaults and validation match).
  */
-import * as fs from "node:fs/promises";
-import * as os from "node:os";
-import * as path from "node:path";
 import { loadConfig } from "../../server/config/load-config.js";
 import { createLogger, type Logger } from "../../server/logger.js";
 import { startServer, type RunningServer, type ServerOptions } from "../../server/server.js";
+import { makeTempDir } from "../kit/temp-dir.js";
 
 export interface TestDaemon {
   address: string;
@@ -19,7 +17,8 @@ export interface TestDaemon {
 
 /** Starts a daemon with env-style `overrides`; `opts.logger` replaces the default (silent) logger, e.g. to read the log. */
 export async function startDaemon(overrides: Record<string, string> = {}, opts: Omit<ServerOptions, "logger"> & { logger?: Logger } = {}): Promise<TestDaemon> {
-  const storagePath = overrides.LOCAL_STORAGE_PATH ?? (await fs.mkdtemp(path.join(os.tmpdir(), "fs-daemon-")));
+  const temp = overrides.LOCAL_STORAGE_PATH === undefined ? await makeTempDir("fs-daemon-") : undefined;
+  const storagePath = overrides.LOCAL_STORAGE_PATH ?? temp!.path;
   const config = loadConfig({
     env: { LISTEN_ADDRESS: "127.0.0.1:0", METRICS_PORT: "0", LOG_LEVEL: "fatal", ...overrides, LOCAL_STORAGE_PATH: storagePath },
   });
@@ -30,7 +29,7 @@ export async function startDaemon(overrides: Record<string, string> = {}, opts: 
     server,
     async stop() {
       await server.shutdown(2000);
-      if (!overrides.LOCAL_STORAGE_PATH) await fs.rm(storagePath, { recursive: true, force: true });
+      await temp?.cleanup();
     },
   };
 }

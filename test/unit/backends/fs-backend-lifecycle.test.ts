@@ -10,7 +10,7 @@ import { FolderInUseError } from "../../../server/backends/fs/folder-lock.js";
 import { INLINE_MAX_BYTES, createFsBackend, type FsBackend } from "../../../server/backends/fs/fs-backend.js";
 import { Code } from "../../../server/storage-error.js";
 import { chunked, expectStorageError, readBody } from "../../conformance/backend-conformance.js";
-import { makeTempDir, type TempDir } from "../../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../../kit/temp-dir.js";
 
 const meta: PutMeta = { kind: "BYTES", contentType: "application/octet-stream", metadata: {} };
 const MiB = 1024 * 1024;

@@ -5,7 +5,7 @@ import type { PutMeta } from "../../../server/backends/backend.js";
 import { INLINE_MAX_BYTES, createFsBackend } from "../../../server/backends/fs/fs-backend.js";
 import { Code } from "../../../server/storage-error.js";
 import { chunked, describeBackendConformance, expectStorageError, readBody } from "../../conformance/backend-conformance.js";
-import { makeTempDir, type TempDir } from "../../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../../kit/temp-dir.js";
 
 describeBackendConformance(
   "fs",

@@ -11,7 +11,7 @@ import type { Backend, PutMeta } from "../../../server/backends/backend.js";
 import { createGcsBackend, gcsStorageOptions, type GcsBackend } from "../../../server/backends/gcs/gcs-backend.js";
 import { Code } from "../../../server/storage-error.js";
 import { chunked, describeBackendConformance, expectStorageError, readBody } from "../../conformance/backend-conformance.js";
-import { startFakeGcs, type FakeGcs } from "../../support/fake-gcs.js";
+import { startFakeGcs, type FakeGcs } from "../../kit/fake-gcs.js";
 
 const MiB = 1024 * 1024;
 const meta = (over: Partial<PutMeta> = {}): PutMeta => ({ kind: "BYTES", contentType: "application/octet-stream", metadata: {}, ...over });

@@ -5,7 +5,7 @@ import type { Backend, PutMeta } from "../../../server/backends/backend.js";
 import { createCacheBackend, type CacheBackend, type CacheOptions } from "../../../server/cache/cache-backend.js";
 import { fixedCacheKey } from "../../../server/cache/cache-key.js";
 import { createMemoryBackend as createMapBackend, createMemoryBucket as createMapBucket, type MemoryBucket as MapBucket } from "../../support/memory-backend.js";
-import { startRedis, type RedisServer } from "../../support/redis.js";
+import { startRedis, type RedisServer } from "../../kit/redis.js";
 
 const META: PutMeta = { kind: "BYTES", contentType: "application/octet-stream", metadata: {} };
 

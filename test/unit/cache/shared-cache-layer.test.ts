@@ -17,7 +17,7 @@ import { cacheNamespace } from "../../../server/cache/cache-namespace.js";
 import { createCodecBackend, createKeyring } from "../../../server/codec/codec-backend.js";
 import { Code, StorageError } from "../../../server/storage-error.js";
 import { createMemoryBackend, createMemoryBucket } from "../../support/memory-backend.js";
-import { startRedis, type RedisServer } from "../../support/redis.js";
+import { startRedis, type RedisServer } from "../../kit/redis.js";
 
 const KiB = 1024;
 const META: PutMeta = { kind: "BYTES", contentType: "application/octet-stream", metadata: {} };

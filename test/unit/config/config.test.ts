@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { ConfigError, loadConfig, settings, type Config } from "../../../server/config/load-config.js";
-import { makeTempDir, type TempDir } from "../../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../../kit/temp-dir.js";
 
 const KEY = Buffer.alloc(32, 0xab);
 const KEY_B64 = KEY.toString("base64");

@@ -7,7 +7,7 @@
 import * as net from "node:net";
 import * as path from "node:path";
 import { EAGAIN_WAIT_MS, fdDestination } from "../../../server/log-destination.js";
-import { makeTempDir, type TempDir } from "../../support/temp-dir.js";
+import { makeTempDir, type TempDir } from "../../kit/temp-dir.js";
 
 let dir: TempDir;
 let server: net.Server;
