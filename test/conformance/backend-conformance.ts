@@ -10,11 +10,11 @@
  * may hand out a shared store (one bucket) as long as it works.
  */
 import { randomBytes } from "node:crypto";
-import type { Readable } from "node:stream";
 import { crc32c } from "@node-rs/crc32";
 import type { Backend, PutMeta } from "../../server/backends/backend.js";
 import { compareKeys } from "../../server/backends/backend.js";
 import { Code, StorageError } from "../../server/storage-error.js";
+import { chunked, expectStorageError, readBody } from "../support/backend-io.js";
 
 export interface ConformanceCaps {
   /** The backend has an `outbox` (the local fallback tier). */
@@ -24,37 +24,6 @@ export interface ConformanceCaps {
 export type BackendFactory = () => Promise<{ backend: Backend; cleanup(): Promise<void> }>;
 
 const MiB = 1024 * 1024;
-
-/** Yields `data` in slices of `chunkSize` bytes (fresh copies, like a network source). */
-export async function* chunked(data: Uint8Array, chunkSize = 64 * 1024): AsyncGenerator<Uint8Array> {
-  for (let at = 0; at < data.length; at += chunkSize) {
-    yield Buffer.from(data.subarray(at, Math.min(at + chunkSize, data.length)));
-  }
-}
-
-/** Reads a whole body (test-only: fine to hold it in memory). */
-export async function readBody(body: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const chunk of body) parts.push(Buffer.from(chunk as Uint8Array));
-  return Buffer.concat(parts);
-}
-
-/** Awaits `promise` and returns the StorageError it rejected with; fails when it resolved. */
-export async function expectStorageError(promise: Promise<unknown>, ...codes: Code[]): Promise<StorageError> {
-  let resolved = false;
-  try {
-    await promise;
-    resolved = true;
-  } catch (err) {
-    if (!(err instanceof StorageError)) throw new Error(`expected a StorageError, got: ${String(err)}`, { cause: err });
-    if (codes.length > 0 && !codes.includes(err.code)) {
-      throw new Error(`expected code ${codes.map((c) => Code[c]).join("|")}, got ${Code[err.code]}: ${err.message}`);
-    }
-    return err;
-  }
-  if (resolved) throw new Error(`expected a StorageError ${codes.map((c) => Code[c]).join("|")}, but it resolved`);
-  throw new Error("unreachable");
-}
 
 const plainMeta = (over: Partial<PutMeta> = {}): PutMeta => ({
   kind: "BYTES",

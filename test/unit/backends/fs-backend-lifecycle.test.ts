@@ -9,7 +9,7 @@ import type { PutMeta } from "../../../server/backends/backend.js";
 import { FolderInUseError } from "../../../server/backends/fs/folder-lock.js";
 import { INLINE_MAX_BYTES, createFsBackend, type FsBackend } from "../../../server/backends/fs/fs-backend.js";
 import { Code } from "../../../server/storage-error.js";
-import { chunked, expectStorageError, readBody } from "../../conformance/backend-conformance.js";
+import { chunked, expectStorageError, readBody } from "../../support/backend-io.js";
 import { makeTempDir, type TempDir } from "../../kit/temp-dir.js";
 
 const meta: PutMeta = { kind: "BYTES", contentType: "application/octet-stream", metadata: {} };

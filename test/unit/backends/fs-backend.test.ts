@@ -4,7 +4,8 @@ import Database from "better-sqlite3";
 import type { PutMeta } from "../../../server/backends/backend.js";
 import { INLINE_MAX_BYTES, createFsBackend } from "../../../server/backends/fs/fs-backend.js";
 import { Code } from "../../../server/storage-error.js";
-import { chunked, describeBackendConformance, expectStorageError, readBody } from "../../conformance/backend-conformance.js";
+import { describeBackendConformance } from "../../conformance/backend-conformance.js";
+import { chunked, expectStorageError, readBody } from "../../support/backend-io.js";
 import { makeTempDir, type TempDir } from "../../kit/temp-dir.js";
 
 describeBackendConformance(

@@ -10,7 +10,8 @@ import { crc32c } from "@node-rs/crc32";
 import type { Backend, PutMeta } from "../../../server/backends/backend.js";
 import { createGcsBackend, gcsStorageOptions, type GcsBackend } from "../../../server/backends/gcs/gcs-backend.js";
 import { Code } from "../../../server/storage-error.js";
-import { chunked, describeBackendConformance, expectStorageError, readBody } from "../../conformance/backend-conformance.js";
+import { describeBackendConformance } from "../../conformance/backend-conformance.js";
+import { chunked, expectStorageError, readBody } from "../../support/backend-io.js";
 import { startFakeGcs, type FakeGcs } from "../../kit/fake-gcs.js";
 
 const MiB = 1024 * 1024;

@@ -1,7 +1,7 @@
 /** withRetry of the GCS backend: attempts, backoff, timeouts, cancellation. The circuit breaker: test/unit/engine/circuit-breaker.test.ts. */
 import { backoffCeiling, withRetry } from "../../../server/backends/gcs/retry.js";
 import { Code, StorageError } from "../../../server/storage-error.js";
-import { expectStorageError } from "../../conformance/backend-conformance.js";
+import { expectStorageError } from "../../support/backend-io.js";
 
 const unavailable = () => new StorageError(Code.Unavailable, "down");
 

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import type { Backend, PutMeta } from "../../../server/backends/backend.js";
 import { createCodecBackend, createKeyring, type CodecOptions } from "../../../server/codec/codec-backend.js";
 import { Code, StorageError } from "../../../server/storage-error.js";
-import { chunked, expectStorageError, readBody } from "../../conformance/backend-conformance.js";
+import { chunked, expectStorageError, readBody } from "../../support/backend-io.js";
 import { createMemoryBackend } from "../../support/memory-backend.js";
 
 const KiB = 1024;

@@ -9,7 +9,7 @@ import type { Backend, ObjectRecord, PutMeta } from "../../../server/backends/ba
 import { createCodecBackend, createKeyring, type CodecOptions } from "../../../server/codec/codec-backend.js";
 import { isCompressibleType, sampleCompresses } from "../../../server/codec/compression.js";
 import { Code } from "../../../server/storage-error.js";
-import { chunked, expectStorageError, readBody } from "../../conformance/backend-conformance.js";
+import { chunked, expectStorageError, readBody } from "../../support/backend-io.js";
 import { createMemoryBackend } from "../../support/memory-backend.js";
 
 const KiB = 1024;

@@ -10,7 +10,7 @@ import { createCodecBackend, createKeyring, deriveKeyId, type Keyring } from "..
 import { SEGMENT_BYTES, TAG_BYTES, planSegments } from "../../../server/codec/encryption.js";
 import { HEADER_BYTES, type EncryptionRecord } from "../../../server/codec/encryption-format.js";
 import { Code } from "../../../server/storage-error.js";
-import { chunked, expectStorageError, readBody } from "../../conformance/backend-conformance.js";
+import { chunked, expectStorageError, readBody } from "../../support/backend-io.js";
 import { createMemoryBackend, createMemoryBucket, type MemoryBackend } from "../../support/memory-backend.js";
 
 const SEG = SEGMENT_BYTES;

@@ -1,7 +1,7 @@
 /** The circuit breaker (with an injected clock). withRetry: test/unit/backends/gcs-retry.test.ts. */
 import { CircuitBreaker, type BreakerState } from "../../../server/engine/circuit-breaker.js";
 import { Code, StorageError } from "../../../server/storage-error.js";
-import { expectStorageError } from "../../conformance/backend-conformance.js";
+import { expectStorageError } from "../../support/backend-io.js";
 
 const unavailable = () => new StorageError(Code.Unavailable, "down");
 
