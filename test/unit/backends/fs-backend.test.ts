@@ -1,22 +1,16 @@
+/**
+ * What only the local backend has: the leftover sweep, identities, blob
+ * files and inline objects, reopening, clock steps, group commits, close.
+ * The shared contract: test/conformance/local.test.ts.
+ */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import type { PutMeta } from "../../../server/backends/backend.js";
 import { INLINE_MAX_BYTES, createFsBackend } from "../../../server/backends/fs/fs-backend.js";
 import { Code } from "../../../server/storage-error.js";
-import { describeBackendConformance } from "../../conformance/backend-conformance.js";
 import { chunked, expectStorageError, readBody } from "../../support/backend-io.js";
 import { makeTempDir, type TempDir } from "../../kit/temp-dir.js";
-
-describeBackendConformance(
-  "fs",
-  async () => {
-    const dir = await makeTempDir("fs-backend-");
-    const backend = await createFsBackend({ root: dir.path });
-    return { backend, cleanup: dir.cleanup };
-  },
-  { outbox: true },
-);
 
 const meta: PutMeta = { kind: "BYTES", contentType: "application/octet-stream", metadata: {} };
 /** A body over the inline limit, so it is kept in a blob file. */

@@ -1,7 +1,7 @@
 /**
- * The GCS backend against the real fake-gcs-server emulator: the shared
- * conformance suite, then what only GCS has (bucket creation, custom
- * metadata, resumable uploads, behaviour while GCS is down).
+ * The GCS backend against the real fake-gcs-server emulator: what only GCS
+ * has (bucket creation, custom metadata, resumable uploads, behaviour while
+ * GCS is down). The shared contract: test/conformance/gcs.test.ts.
  */
 import { randomBytes } from "node:crypto";
 import * as net from "node:net";
@@ -10,7 +10,6 @@ import { crc32c } from "@node-rs/crc32";
 import type { Backend, PutMeta } from "../../../server/backends/backend.js";
 import { createGcsBackend, gcsStorageOptions, type GcsBackend } from "../../../server/backends/gcs/gcs-backend.js";
 import { Code } from "../../../server/storage-error.js";
-import { describeBackendConformance } from "../../conformance/backend-conformance.js";
 import { chunked, expectStorageError, readBody } from "../../support/backend-io.js";
 import { startFakeGcs, type FakeGcs } from "../../kit/fake-gcs.js";
 
@@ -31,13 +30,6 @@ afterAll(async () => {
 const sdk = () => new Storage({ ...gcsStorageOptions({ apiEndpoint: gcs.url, projectId: "test", timeoutMs: 5000 }) });
 
 describe("GCS backend", () => {
-  // One bucket for the whole suite: each conformance test works under its own prefix.
-  const shared = newBucket();
-  describeBackendConformance("gcs", async () => ({
-    backend: await createGcsBackend({ bucket: shared, projectId: "test", apiEndpoint: gcs.url, maxRetries: 2, timeoutMs: 5000 }),
-    cleanup: async () => undefined,
-  }));
-
   describe("GCS specifics", () => {
     let backend: Backend;
     let bucket: string;
