@@ -5,66 +5,25 @@
  * grpc-health-probe. test/setup/install-tools.sh installs all of them
  * (pinned) into .test-tools.
  */
-import { spawn } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
+import { describeRun, runTool, type ToolRun } from "../support/run-tool.js";
 
 const ROOT = path.resolve(__dirname, "../..");
 const BIN = path.join(ROOT, ".test-tools/bin");
 const PYTHON = path.join(ROOT, ".test-tools/venv/bin/python");
 const SERVICE = "filestorage.v1.FileStorageService";
 
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-}
-
-/**
- * Runs a tool asynchronously (the daemon lives in this process, so a sync
- * child would starve it) and kills it after timeoutMs. Never rejects on a
- * non-zero exit: callers look at code.
- */
-function run(file: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    let timedOut = false;
-    child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
-    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-    }, opts.timeoutMs ?? 30_000);
-    child.on("error", (err) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run ${file}: ${err.message} (test/setup/install-tools.sh installs it)`));
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, timedOut });
-    });
-  });
-}
-
-function describeRun(what: string, r: RunResult): string {
-  const how = r.timedOut ? "timed out" : `exited ${r.code ?? r.signal}`;
-  return `${what} ${how}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
-}
-
 /** Runs a tool that must exit 0; throws with its output otherwise. */
-async function runOk(what: string, file: string, args: string[], timeoutMs?: number): Promise<RunResult> {
-  const r = await run(file, args, { timeoutMs });
+async function runOk(what: string, file: string, args: string[], timeoutMs?: number): Promise<ToolRun> {
+  const r = await runTool(file, args, { timeoutMs });
   if (r.code !== 0) throw new Error(describeRun(what, r));
   return r;
 }
 
-function parseJson<T>(what: string, r: RunResult): T {
+function parseJson<T>(what: string, r: ToolRun): T {
   try {
     return JSON.parse(r.stdout) as T;
   } catch {
@@ -103,7 +62,7 @@ describe("Python grpcio client", () => {
   });
 
   test("stores, streams, lists and reads back what it stored", async () => {
-    const r = await run(PYTHON, [path.join(ROOT, "test/polyglot/client.py"), daemon.address], {
+    const r = await runTool(PYTHON, [path.join(ROOT, "test/polyglot/client.py"), daemon.address], {
       timeoutMs: 120_000,
       env: { ...process.env, PYTHONPATH: stubDir, PYTHONDONTWRITEBYTECODE: "1" },
     });
@@ -162,7 +121,7 @@ describe("Python grpcio client", () => {
 
 describe("grpcurl through server reflection", () => {
   const grpcurl = path.join(BIN, "grpcurl");
-  const call = (args: string[]) => run(grpcurl, ["-plaintext", "-max-time", "20", ...args], { timeoutMs: 30_000 });
+  const call = (args: string[]) => runTool(grpcurl, ["-plaintext", "-max-time", "20", ...args], { timeoutMs: 30_000 });
 
   test("lists the services", async () => {
     const r = await call([daemon.address, "list"]);
@@ -218,7 +177,7 @@ describe("grpcurl through server reflection", () => {
 describe("grpc-health-probe", () => {
   const probe = path.join(BIN, "grpc-health-probe");
   const check = (extra: string[]) =>
-    run(probe, [`-addr=${daemon.address}`, "-connect-timeout=10s", "-rpc-timeout=10s", ...extra], { timeoutMs: 30_000 });
+    runTool(probe, [`-addr=${daemon.address}`, "-connect-timeout=10s", "-rpc-timeout=10s", ...extra], { timeoutMs: 30_000 });
 
   test("the server as a whole is SERVING", async () => {
     const r = await check([]);

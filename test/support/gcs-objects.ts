@@ -1,7 +1,7 @@
 /**
  * What a bucket holds, read with the SDK the way the daemon sees it: a
  * deleted key keeps a tombstone (a zero-byte object with x-fs-deleted=1, see
- * server/backends/gcs-backend.ts), which is absence; objects under
+ * server/backends/gcs/), which is absence; objects under
  * `.filestorage/` are the daemon's own.
  */
 import type { Bucket } from "@google-cloud/storage";
