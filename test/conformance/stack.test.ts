@@ -9,10 +9,10 @@
 import { randomBytes } from "node:crypto";
 import type { Backend } from "../../server/backends/backend.js";
 import { loadConfig } from "../../server/config/load-config.js";
-import { buildStack } from "../../server/stack.js";
+import { buildStack, type Stack } from "../../server/stack.js";
 import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
 import { startRedis, type RedisServer } from "../kit/redis.js";
-import { makeTempDir } from "../kit/temp-dir.js";
+import { makeTempDir, type TempDir } from "../kit/temp-dir.js";
 import { CODEC_TOGGLES, describeBackendConformance, type BackendFactory } from "./backend-conformance.js";
 
 let gcs: FakeGcs;
@@ -24,14 +24,29 @@ afterAll(async () => {
   await Promise.all([gcs?.stop(), redis?.stop()]);
 });
 
-/** A stack from `env()` (read when the test starts, once the peers run) over a fresh storage folder. */
-function stackOf(env: () => Record<string, string>): BackendFactory {
+/**
+ * A stack from `env()` (read at the first test, once the peers run) over a
+ * fresh storage folder: one per configuration, built at its first test and
+ * closed (sweeper, replicator, layers) after the file. Each test works under
+ * its own prefix, so they may share it; the suite's close after every test
+ * is a no-op here.
+ */
+function sharedStack(env: () => Record<string, string>): BackendFactory {
+  let built: Promise<{ stack: Stack; dir: TempDir }> | undefined;
+  afterAll(async () => {
+    if (!built) return;
+    const { stack, dir } = await built;
+    await stack.close();
+    await dir.cleanup();
+  });
   return async () => {
-    const dir = await makeTempDir("fs-conformance-stack-");
-    const stack = await buildStack(loadConfig({ env: { ...env(), LOCAL_STORAGE_PATH: dir.path } }));
-    // Closing the store alone would leave the stack's sweeper and replicator running.
-    const backend: Backend = { ...stack.store, close: () => stack.close() };
-    return { backend, cleanup: dir.cleanup };
+    built ??= (async () => {
+      const dir = await makeTempDir("fs-conformance-stack-");
+      return { stack: await buildStack(loadConfig({ env: { ...env(), LOCAL_STORAGE_PATH: dir.path } })), dir };
+    })();
+    const { stack } = await built;
+    const backend: Backend = { ...stack.store, close: async () => undefined };
+    return { backend, cleanup: async () => undefined };
   };
 }
 
@@ -44,18 +59,18 @@ const gcsEnv = (bucket: string) => ({
 });
 
 // The codec is in every stack (compression is on by default).
-describeBackendConformance("stack: embedded default (local tier alone)", stackOf(() => ({})), CODEC_TOGGLES.plain);
+describeBackendConformance("stack: embedded default (local tier alone)", sharedStack(() => ({})), CODEC_TOGGLES.plain);
 
 describeBackendConformance(
   "stack: GCS primary with local fallback",
-  stackOf(() => gcsEnv(`fs-conformance-stack-${process.pid}`)),
+  sharedStack(() => gcsEnv(`fs-conformance-stack-${process.pid}`)),
   CODEC_TOGGLES.plain,
 );
 
 const key = randomBytes(32).toString("base64");
 describeBackendConformance(
   "stack: GCS primary, encryption, shared Redis cache",
-  stackOf(() => ({
+  sharedStack(() => ({
     ...gcsEnv(`fs-conformance-stack-enc-${process.pid}`),
     ENABLE_ENCRYPTION: "true",
     ENCRYPTION_KEY: key,

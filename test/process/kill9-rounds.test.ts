@@ -109,7 +109,10 @@ test(`kill -9 during random operations, ${ROUNDS} rounds with restarts: acknowle
       if (round === ROUNDS) break;
       await runAndKill(daemon, client, model, round);
     } catch (err) {
-      throw new Error(`round ${round} (KILL9_SEED=${SEED}): ${(err as Error).message}`, { cause: err });
+      // The daemon's side of a failure: did it exit, and what did it say.
+      const exit = await Promise.race([daemon.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 500))]);
+      const state = exit ? `the daemon had exited (${exit.code ?? exit.signal})` : "the daemon was still running";
+      throw new Error(`round ${round} (KILL9_SEED=${SEED}): ${(err as Error).message}; ${state}; its stderr: ${daemon.stderr().slice(-2000) || "(empty)"}; its last log lines: ${daemon.stdout().split("\n").slice(-6).join("\n")}`, { cause: err });
     } finally {
       client.close();
       await daemon.kill("SIGKILL");
