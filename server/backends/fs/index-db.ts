@@ -7,7 +7,10 @@
  */
 import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
-import type { DataKindName, DeleteOptions, JsonObject, ObjectRecord, Outbox, OutboxEntry, PutMeta, PutOptions } from "../backend.js";
+import type { DeleteOptions, Outbox, OutboxEntry, PutMeta, PutOptions } from "../backend.js";
+import { RECORD_COLUMNS, SCHEMA, migrate, toEntry, type ObjectRow, type OutboxRow } from "./index-schema.js";
+
+export { toRecord, type ObjectRow } from "./index-schema.js";
 import { newOrigin } from "../write-origin.js";
 import { generationMismatch, unavailable } from "../../storage-error.js";
 import { translate } from "./fs-errors.js";
@@ -20,98 +23,6 @@ export type ScanFor = (inclusive: boolean, bounded: boolean) => Database.Stateme
 export interface FsFaults {
   /** Runs inside the shared transaction before job `index` of a batch of `size`; `exec` runs SQL there. */
   beforeCommitJob?(index: number, size: number, exec: (sql: string) => void): void;
-}
-
-export interface ObjectRow {
-  key: string;
-  generation: bigint;
-  kind: string;
-  content_type: string;
-  metadata: string;
-  size: bigint;
-  crc32c: bigint;
-  stored_size: bigint;
-  stored_crc32c: bigint;
-  encoding: string;
-  created_at: bigint;
-  updated_at: bigint;
-  expires_at: bigint | null;
-  blob: string | null;
-  pending: bigint;
-  written_at: bigint;
-  writer: string;
-}
-
-export interface OutboxRow {
-  seq: bigint;
-  key: string;
-  op: "put" | "delete";
-  generation: bigint;
-  created_at: bigint;
-  written_at: bigint;
-  writer: string;
-}
-
-const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS objects (
-    key TEXT PRIMARY KEY,            -- BINARY collation: memcmp of UTF-8 = byte order
-    generation INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    metadata TEXT NOT NULL,          -- JSON
-    size INTEGER NOT NULL,
-    crc32c INTEGER NOT NULL,
-    stored_size INTEGER NOT NULL,
-    stored_crc32c INTEGER NOT NULL,
-    encoding TEXT NOT NULL,          -- JSON
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    blob TEXT,                       -- file id under blobs/; NULL when the bytes are inline
-    data BLOB,                       -- the bytes of a small object, kept in the index
-    written_at INTEGER NOT NULL DEFAULT 0, -- the write's origin (write-origin.ts): microseconds
-    writer TEXT NOT NULL DEFAULT ''        -- and the writing daemon
-  ) WITHOUT ROWID;
-  CREATE INDEX IF NOT EXISTS objects_blob ON objects (blob);
-  CREATE INDEX IF NOT EXISTS objects_expires_at ON objects (expires_at) WHERE expires_at IS NOT NULL;
-  CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,
-    op TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    written_at INTEGER NOT NULL DEFAULT 0,
-    writer TEXT NOT NULL DEFAULT ''
-  );
-  CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS identities (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-`;
-
-// Every column but the inline bytes, which only a read of the object needs.
-const RECORD_COLUMNS =
-  `o.key, o.generation, o.kind, o.content_type, o.metadata, o.size, o.crc32c, o.stored_size, o.stored_crc32c, ` +
-  `o.encoding, o.created_at, o.updated_at, o.expires_at, o.blob, o.written_at, o.writer, ` +
-  `EXISTS (SELECT 1 FROM outbox b WHERE b.key = o.key) AS pending`;
-
-/**
- * Brings an index made by an older version up to this schema. Version 1 added
- * write origins: rows and outbox entries of older indexes get their update /
- * creation time as the write time and an unknown writer.
- */
-function migrate(db: Database.Database): void {
-  const version = Number(db.pragma("user_version", { simple: true }));
-  if (version >= 1) return;
-  db.transaction(() => {
-    const has = (table: string, column: string) =>
-      (db.prepare(`SELECT 1 FROM pragma_table_info(?) WHERE name = ?`).get(table, column) as unknown) !== undefined;
-    for (const table of ["objects", "outbox"]) {
-      if (!has(table, "written_at")) db.exec(`ALTER TABLE ${table} ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0`);
-      if (!has(table, "writer")) db.exec(`ALTER TABLE ${table} ADD COLUMN writer TEXT NOT NULL DEFAULT ''`);
-    }
-    db.exec(`UPDATE objects SET written_at = updated_at * 1000 WHERE written_at = 0`);
-    db.exec(`UPDATE outbox SET written_at = created_at * 1000 WHERE written_at = 0`);
-    db.pragma("user_version = 1");
-  })();
 }
 
 /** The index: records, the outbox, the group commit and the folder's identities. */
@@ -402,39 +313,6 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
 export function checkPrecondition(key: string, expected: bigint | undefined, actual: bigint | undefined): void {
   if (expected === undefined) return;
   if (expected === 0n ? actual !== undefined : actual !== expected) throw generationMismatch(key, expected, actual);
-}
-
-export function toRecord(row: ObjectRow): ObjectRecord {
-  const record: ObjectRecord = {
-    key: row.key,
-    generation: row.generation,
-    kind: row.kind as DataKindName,
-    contentType: row.content_type,
-    metadata: JSON.parse(row.metadata) as JsonObject,
-    size: Number(row.size),
-    crc32c: Number(row.crc32c),
-    storedSize: Number(row.stored_size),
-    encoding: JSON.parse(row.encoding),
-    createdAt: Number(row.created_at),
-    updatedAt: Number(row.updated_at),
-    tier: "local",
-    pendingReplication: Number(row.pending) !== 0,
-    origin: { writtenAt: Number(row.written_at), writer: row.writer },
-  };
-  if (row.expires_at !== null) record.expiresAt = Number(row.expires_at);
-  return record;
-}
-
-export function toEntry(row: OutboxRow | undefined): OutboxEntry | undefined {
-  if (row === undefined) return undefined;
-  return {
-    seq: Number(row.seq),
-    key: row.key,
-    op: row.op,
-    generation: row.generation,
-    createdAt: Number(row.created_at),
-    origin: { writtenAt: Number(row.written_at), writer: row.writer },
-  };
 }
 
 /** Thrown out of a group commit whose transaction SQLite rolled back mid-batch. */
