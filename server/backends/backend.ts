@@ -11,6 +11,8 @@
  * - A put is atomic: readers see the old object or the new one, never a mix;
  *   a put whose source errors (or whose `verify` throws, or whose signal
  *   aborts) leaves the previous version untouched and nothing behind.
+ * - A whole get (no range) is checked against the stored bytes' size and
+ *   CRC32C: corrupt bytes fail the body with DATA_LOSS, never end it cleanly.
  * - Generations rise on every write of a key (also across delete/re-create).
  * - list() is sorted by the UTF-8 bytes of the keys.
  * - A tier may keep tombstones of deleted keys (GCS does, so a replayed older
@@ -71,6 +73,8 @@ export interface ObjectRecord {
   crc32c: number;
   /** Bytes at rest. */
   storedSize: number;
+  /** CRC32C of the bytes at rest, as the tier knows it (and checks whole reads against); absent when it keeps none. */
+  storedCrc32c?: number;
   encoding: Encoding;
   /** Unix milliseconds. */
   createdAt: number;

@@ -13,7 +13,7 @@ import { Code, StorageError, generationMismatch, invalidArgument } from "../../s
 
 /** The shared state: objects by key and the generation counter. */
 export interface MemoryBucket {
-  objects: Map<string, { record: ObjectRecord; bytes: Buffer }>;
+  objects: Map<string, { record: ObjectRecord; bytes: Buffer; /** CRC32C of `bytes` when they were put (a later change to them is corruption). */ storedCrc32c?: number }>;
   generation: bigint;
 }
 
@@ -27,7 +27,7 @@ export interface MemoryBackend extends Backend {
   readonly calls: { get: number };
   /** The stored bytes of `key` (a live view: changing it changes the object). */
   stored(key: string): Buffer | undefined;
-  /** Replaces the stored bytes of `key`, keeping its record (corruption, truncation). */
+  /** Replaces the stored bytes of `key`, keeping its record and updating the tier's own checksum (deliberate tampering the codec must catch). */
   replaceStored(key: string, bytes: Buffer): void;
   /** Bodies handed out by get() that were destroyed or ended (to check readers release them). */
   readonly closedBodies: number;
@@ -54,12 +54,14 @@ export function createMemoryBackend(bucket: MemoryBucket = createMemoryBucket())
     }
   };
 
-  function body(bytes: Buffer): Readable {
+  /** The bytes as a body; with `expectedCrc` (a whole read) it fails DATA_LOSS at its end when they do not match, as the fs tier's does. */
+  function body(bytes: Buffer, expectedCrc?: number): Readable {
     async function* slices() {
       for (let at = 0; at < bytes.length; at += BODY_CHUNK_BYTES) {
         servedBytes += Math.min(BODY_CHUNK_BYTES, bytes.length - at);
         yield Buffer.from(bytes.subarray(at, Math.min(at + BODY_CHUNK_BYTES, bytes.length)));
       }
+      if (expectedCrc !== undefined && crc32c(bytes) !== expectedCrc) throw new StorageError(Code.DataLoss, "the stored object is corrupt: its checksum does not match");
     }
     openedBodies++;
     const stream = Readable.from(slices(), { objectMode: false });
@@ -83,7 +85,11 @@ export function createMemoryBackend(bucket: MemoryBucket = createMemoryBucket())
     replaceStored(key, bytes) {
       const found = objects.get(key);
       if (found === undefined) throw new Error(`no object ${key}`);
+      // Someone who rewrites the stored bytes keeps the tier's own checksum consistent
+      // (the codec must catch it); a byte changed in place (stored(key)[i] = ...) is rot the tier catches.
       found.bytes = bytes;
+      found.storedCrc32c = crc32c(bytes);
+      found.record.storedCrc32c = found.storedCrc32c;
     },
 
     async put(key, source, meta, opts = {}) {
@@ -107,6 +113,7 @@ export function createMemoryBackend(bucket: MemoryBucket = createMemoryBucket())
         size: meta.size ?? bytes.length,
         crc32c: meta.crc32c ?? crc,
         storedSize: bytes.length,
+        storedCrc32c: crc,
         encoding: meta.encoding ?? {},
         createdAt: now,
         updatedAt: now,
@@ -115,7 +122,7 @@ export function createMemoryBackend(bucket: MemoryBucket = createMemoryBucket())
         pendingReplication: false,
         origin: meta.origin ?? newOrigin("memory"),
       };
-      objects.set(key, { record, bytes });
+      objects.set(key, { record, bytes, storedCrc32c: crc });
       return { ...record };
     },
 
@@ -129,7 +136,9 @@ export function createMemoryBackend(bucket: MemoryBucket = createMemoryBucket())
       if (offset < 0 || (length !== undefined && length < 0)) throw invalidArgument("bad range");
       if (offset > found.bytes.length) throw new StorageError(Code.OutOfRange, "offset past the end");
       const end = length === undefined ? undefined : offset + length;
-      return { record: { ...found.record }, body: body(found.bytes.subarray(offset, end)) };
+      // Like every tier, a whole read is checked against the stored bytes' CRC32C (DATA_LOSS otherwise).
+      const whole = offset === 0 && (end === undefined || end >= found.bytes.length);
+      return { record: { ...found.record }, body: body(found.bytes.subarray(offset, end), whole ? found.storedCrc32c : undefined) };
     },
 
     async head(key) {

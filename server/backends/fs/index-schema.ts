@@ -108,6 +108,7 @@ export function toRecord(row: ObjectRow): ObjectRecord {
     size: Number(row.size),
     crc32c: Number(row.crc32c),
     storedSize: Number(row.stored_size),
+    storedCrc32c: Number(row.stored_crc32c),
     encoding: JSON.parse(row.encoding),
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),

@@ -73,6 +73,7 @@ export function toRecord(key: string, md: FileMetadata): ObjectRecord {
     size: num(m[X.size]) ?? storedSize,
     crc32c: num(m[X.crc32c]) ?? gcsCrc,
     storedSize,
+    storedCrc32c: gcsCrc,
     encoding: parseJson<Encoding>(m[X.encoding], {}),
     createdAt: num(m[X.createdAt]) ?? updatedAt,
     updatedAt,
