@@ -5,7 +5,7 @@
  * Contracts at the bottom (storage-error.ts, signals.ts, keys.ts,
  * backends/backend.ts, backends/write-origin.ts) import nothing above them.
  */
-const LAYERS_ABOVE_BACKENDS = "^server/(engine|rpc|cache|codec|metrics|auth|config|cli)/|^server/(stack|server|logger|log-destination)\\.ts$";
+const LAYERS_ABOVE_BACKENDS = "^server/(engine|rpc|cache|codec|metrics|tracing|auth|config|cli)/|^server/(stack|server|logger|log-destination)\\.ts$";
 
 module.exports = {
   forbidden: [
@@ -36,7 +36,7 @@ module.exports = {
       comment:
         "Layers (codec, cache, metrics) wrap a Backend; they never reach the engine, the stack or the RPC edge " +
         "(a type-only import of a name, such as the breaker's states for a gauge, is no reach).",
-      from: { path: "^server/(codec|cache|metrics)/" },
+      from: { path: "^server/(codec|cache|metrics|tracing)/" },
       to: { path: "^server/(engine|rpc|cli|auth|config)/|^server/(stack|server)\\.ts$", dependencyTypesNot: ["type-only"] },
     },
     {

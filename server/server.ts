@@ -65,6 +65,15 @@ export interface ServerOptions {
 export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
   const log = opts.logger ?? createLogger(config.logLevel);
   const metrics = createMetrics();
+  // Loaded only when on: with tracing off the daemon never imports the SDK.
+  const tracing = config.enableTracing
+    ? // eslint-disable-next-line @typescript-eslint/no-require-imports
+      (require("./tracing/tracing.js") as typeof import("./tracing/tracing.js")).startTracing({
+        endpoint: config.tracingEndpoint,
+        sampleRatio: config.tracingSampleRatio,
+        version: VERSION,
+      })
+    : undefined;
   const stack = await buildStack(config, {
     onCompressionSaved: (n) => metrics.compressionSaved(n),
     onFallback: () => metrics.fallbackWrite(),
@@ -74,8 +83,10 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     onCacheRejectedFrame: () => metrics.cacheRejectedFrame(),
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
     tier: metrics,
+    tracer: tracing?.tracer,
     log,
-  }, { fsFaults: opts.fsFaults }).catch((err: unknown) => {
+  }, { fsFaults: opts.fsFaults }).catch(async (err: unknown) => {
+    await tracing?.shutdown().catch(() => undefined);
     if (err instanceof FolderInUseError) throw new Error(`LOCAL_STORAGE_PATH ${err.folder} ${err.holder}`);
     throw err;
   });
@@ -113,6 +124,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       auth,
       observer: metrics,
       log,
+      tracer: tracing?.tracer,
       maxUnaryBytes: config.maxUnaryBytes,
       chunkSize: config.chunkSize,
       version: VERSION,
@@ -194,6 +206,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       });
       await metricsServer?.close();
       await stack.close();
+      // The spans still waiting are sent (or dropped after the exporter's timeout).
+      await tracing?.shutdown().catch((err: unknown) => log.warn({ err }, "could not send the last spans"));
       log.info({}, "FileStorage stopped");
     },
   };

@@ -36,6 +36,7 @@ import { countUsage, createQuotas, type Quotas } from "./engine/quota.js";
 import { startReplicator, type Outcome, type Replicator } from "./engine/replicator.js";
 import { createSharedQuotas } from "./engine/shared-quotas.js";
 import { createMetricsBackend, type TierObserver } from "./metrics/metrics-backend.js";
+import type { Tracer } from "@opentelemetry/api";
 import { Code, StorageError } from "./storage-error.js";
 
 /** While the store's shared-cache key is unknown, a lookup tries to load it at most this often. */
@@ -55,6 +56,8 @@ export interface StackEvents {
   onCacheRejectedFrame?: () => void;
   /** Each call of a tier (gcs, local) with its outcome and duration. */
   tier?: TierObserver;
+  /** ENABLE_TRACING: a span per tier call (gcs, local, cache) and per replicated entry. */
+  tracer?: Tracer;
   log?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
 
@@ -124,7 +127,10 @@ async function assemble(
       maxJsonDepth: config.maxJsonDepth,
       onCompressionSaved: events.onCompressionSaved,
     });
-  const measured = <T extends Backend>(tier: string, inner: T): T => (events.tier ? createMetricsBackend(inner, tier, events.tier) : inner);
+  const measured = <T extends Backend>(tier: string, inner: T): T =>
+    events.tier || events.tracer ? createMetricsBackend(inner, tier, events.tier, events.tracer) : inner;
+  // The cache layer is traced but not counted: its calls include the tier's below it (fs_cache_* counts hits).
+  const tracedCache = <T extends Backend>(inner: T): T => (events.tracer ? createMetricsBackend(inner, "cache", undefined, events.tracer) : inner);
 
   const cacheOpts: CacheOptions = {
     maxBytes: config.maxCacheSizeMb * 1024 * 1024,
@@ -190,7 +196,7 @@ async function assemble(
     if (cacheUrl) {
       // Read now only if GCS answered just now: no start-up wait on a dead GCS.
       const key = await tierCacheKey(raw, { tryNow: gcsBreaker.state === "closed", retryMs: CACHE_KEY_RETRY_MS, log: events.log });
-      primary = await sharedCache(primary, cacheNamespace(storeIdentity), key);
+      primary = tracedCache(await sharedCache(primary, cacheNamespace(storeIdentity), key));
       closers.push(() => cache!.close());
     }
     outbox = local.outbox;
@@ -207,6 +213,7 @@ async function assemble(
       fallback: local,
       breaker: gcsBreaker,
       intervalMs: config.replicationIntervalMs,
+      tracer: events.tracer,
       onReplicated: (op, outcome, key) => {
         // The replicator writes below the in-memory cache: drop the key there (the shared cache sees its writes).
         if (cache && !cacheUrl) void cache.forget(key).catch(() => undefined);
@@ -220,14 +227,14 @@ async function assemble(
       if (state === "closed") kick();
     };
   } else if (cacheUrl) {
-    top = codec(await sharedCache(measured("local", local), cacheNamespace(storeIdentity), localCacheKey(local)));
+    top = codec(tracedCache(await sharedCache(measured("local", local), cacheNamespace(storeIdentity), localCacheKey(local))));
     closers.push(() => cache!.close());
   } else {
     top = codec(measured("local", local));
   }
 
   // Without CACHE_URL the in-memory cache sits on top (original bytes, this process only).
-  if (config.enableCache && !cacheUrl) top = cache = await createCacheBackend(top, cacheOpts);
+  if (config.enableCache && !cacheUrl) top = tracedCache((cache = await createCacheBackend(top, cacheOpts)));
   const store = top;
 
   // With a shared Redis, quotas are counted there, across every daemon of the store.
@@ -243,6 +250,7 @@ async function assemble(
   const engine = createEngine(store, {
     limits: { maxObjectBytes: config.maxObjectBytes, maxListResponseBytes: config.maxListResponseBytes },
     quotas,
+    lifecycle: config.lifecycleRules,
     log: events.log,
   });
   const sweeper: ExpirySweeper = startExpirySweeper({
@@ -250,6 +258,7 @@ async function assemble(
     store,
     gcs: gcs && breaker ? { backend: gcs, breaker, tombstoneRetentionMs: config.tombstoneRetentionSeconds * 1000 } : undefined,
     quotas,
+    lifecycle: config.lifecycleRules,
     localIntervalMs: config.expirySweepSeconds * 1000,
     gcsIntervalMs: config.gcsSweepSeconds * 1000,
     onExpired: events.onExpired,

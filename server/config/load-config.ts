@@ -13,6 +13,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { insecureListenGaps } from "../auth/listen-policy.js";
 import { readTokenFile, TokenFileError, type TokenFile } from "../auth/token-file.js";
+import type { LifecycleRule } from "../engine/lifecycle.js";
 import { defList, defs, fileKeyOf, flagKey, flagOf, type SettingDef, type SettingName, type Values } from "./settings.js";
 import { KEY_WORDS, MiB, formatBytes, parseJson } from "./value-kinds.js";
 
@@ -58,6 +59,10 @@ export interface Config {
   /** 0 = no metrics endpoint. */
   metricsPort: number;
   metricsHost: string;
+  enableTracing: boolean;
+  /** OTLP/HTTP base URL; spans go to <endpoint>/v1/traces. */
+  tracingEndpoint: string;
+  tracingSampleRatio: number;
   maxObjectBytes: number;
   maxUnaryBytes: number;
   /** Accepted for compatibility; ignored (JSON is validated as it streams). */
@@ -68,6 +73,8 @@ export interface Config {
   maxListResponseBytes: number;
   /** Key prefix -> max bytes stored under it. */
   quotas: Record<string, number>;
+  /** Objects under a prefix expire maxAgeSeconds after their write. */
+  lifecycleRules: LifecycleRule[];
   /** The tokens file, read again on reload; absent = authentication off. */
   authTokensFile?: string;
   /** Its validated entries (token digests, never tokens); absent = authentication off. */

@@ -25,6 +25,7 @@ import {
   readText,
   seconds,
   text,
+  toNumber,
   url,
   type Kind,
 } from "./value-kinds.js";
@@ -220,6 +221,25 @@ export const defs = {
     description: "Prometheus /metrics port; 0 = off",
   },
   metricsHost: { env: "METRICS_HOST", ...host, default: "127.0.0.1", description: "Prometheus /metrics address" },
+  enableTracing: {
+    env: "ENABLE_TRACING",
+    ...boolean,
+    default: "false",
+    description: "OpenTelemetry traces: a span per RPC and per tier call, sent as OTLP/HTTP to TRACING_ENDPOINT",
+  },
+  tracingEndpoint: {
+    env: "TRACING_ENDPOINT",
+    ...url(["http", "https"]),
+    default: "http://127.0.0.1:4318",
+    description: "OTLP/HTTP base URL of a collector; spans go to <endpoint>/v1/traces",
+  },
+  tracingSampleRatio: {
+    env: "TRACING_SAMPLE_RATIO",
+    schema: z.preprocess(toNumber, z.number().min(0).max(1)),
+    allowed: "a number from 0 to 1",
+    default: "1",
+    description: "share of new traces recorded; a caller's sampled traceparent is always followed",
+  },
   maxObjectBytes: {
     env: "MAX_OBJECT_BYTES",
     ...bytes(1, 5 * TiB),
@@ -257,6 +277,25 @@ export const defs = {
     default: {},
     defaultText: "none",
     description: "maximum bytes stored under each key prefix",
+  },
+  lifecycleRules: {
+    env: "LIFECYCLE_RULES",
+    schema: z.preprocess(
+      jsonText,
+      z
+        .array(
+          z.strictObject({
+            prefix: z.string().max(1024).refine((p) => !/[\0\r\n]/.test(p)),
+            max_age_seconds: z.number().int().min(1).max(100 * 365 * 86_400),
+          }),
+        )
+        .transform((rules) => rules.map((r) => ({ prefix: r.prefix, maxAgeSeconds: r.max_age_seconds }))),
+    ),
+    allowed:
+      'a JSON list of {"prefix": key prefix, "max_age_seconds": whole seconds >= 1}, e.g. [{"prefix": "temp/", "max_age_seconds": 86400}]',
+    default: [],
+    defaultText: "none",
+    description: "objects under a prefix expire that long after their last write, on both tiers (like GCS lifecycle age rules)",
   },
   authTokensFile: {
     env: "AUTH_TOKENS_FILE",

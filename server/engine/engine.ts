@@ -24,7 +24,8 @@ import type { Readable } from "node:stream";
 import { BufferedSource, compareKeys, type Backend, type DeleteOptions, type GetOptions, type ObjectRecord, type PutMeta, type PutOptions } from "../backends/backend.js";
 import { checkDelimiter, checkKey, checkPrefix } from "../keys.js";
 import { Code, StorageError, generationMismatch, invalidArgument } from "../storage-error.js";
-import { isLive } from "./expiry.js";
+import { isLive as isLiveAt } from "./expiry.js";
+import { withLifecycle, type LifecycleRule } from "./lifecycle.js";
 import { decodePageToken, encodePageToken, resumeAfter, type ListEntry } from "./page-token.js";
 import type { Quotas } from "./quota.js";
 
@@ -48,6 +49,8 @@ export interface EngineLimits {
 export interface EngineOptions {
   limits: EngineLimits;
   quotas?: Quotas;
+  /** LIFECYCLE_RULES: objects under a rule's prefix expire that long after their write. */
+  lifecycle?: readonly LifecycleRule[];
   log?: { warn(obj: object, msg: string): void };
 }
 
@@ -78,6 +81,8 @@ export interface Engine {
 
 export function createEngine(store: Backend, opts: EngineOptions): Engine {
   const { limits, quotas } = opts;
+  const rules = opts.lifecycle ?? [];
+  const isLive = (record: ObjectRecord | undefined, now = Date.now()) => isLiveAt(record, now, rules);
   const covered = (key: string) => quotas?.covers(key) ?? false;
 
   function tooLarge(size: number) {
@@ -155,12 +160,13 @@ export function createEngine(store: Backend, opts: EngineOptions): Engine {
       found.body.destroy();
       return undefined;
     }
-    return found;
+    return found && { record: withLifecycle(found.record, rules), body: found.body };
   }
 
   async function head(key: string, headOpts?: { signal?: AbortSignal }) {
     checkKey(key);
-    return isLive(await store.head(key, headOpts));
+    const record = isLive(await store.head(key, headOpts));
+    return record && withLifecycle(record, rules);
   }
 
   async function del(key: string, delOpts: DeleteOptions = {}) {
@@ -249,7 +255,7 @@ export function createEngine(store: Backend, opts: EngineOptions): Engine {
         used += bytes;
         taken++;
         if (entry.prefix !== undefined) prefixes.push(entry.prefix);
-        else if (shown) objects.push(entry.record);
+        else if (shown) objects.push(withLifecycle(entry.record!, rules));
         after = resumeAfter(entry);
       }
       if (page.next === undefined) return { objects, prefixes, nextPageToken: "" };

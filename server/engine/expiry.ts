@@ -10,18 +10,25 @@
  * wins (with GCS in chain mode these are pending copies, whose deletes are
  * then replayed like any other). Every GCS_SWEEP_SECONDS it lists the bucket
  * (rarely: it is a listing) to replace expired objects by tombstones and drop
- * old tombstones and upload parts a crash left.
+ * old tombstones and upload parts a crash left. Lifecycle rules
+ * (lifecycle.ts) expire objects the same way: the local pass finds the
+ * aged ones under each rule's prefix by the index, the bucket pass judges
+ * every object it lists by the rules too.
  */
 import type { Backend, ObjectRecord } from "../backends/backend.js";
 import type { FsBackend } from "../backends/fs/fs-backend.js";
 import type { GcsBackend } from "../backends/gcs/gcs-backend.js";
 import { Code, StorageError } from "../storage-error.js";
 import type { CircuitBreaker } from "./circuit-breaker.js";
+import { every } from "./every.js";
+import { effectiveExpiry, type LifecycleRule } from "./lifecycle.js";
 import type { Quotas } from "./quota.js";
 
-/** The record when it is live at `now`, else undefined (missing or expired). */
-export function isLive(record: ObjectRecord | undefined, now = Date.now()): ObjectRecord | undefined {
-  return record !== undefined && (record.expiresAt === undefined || record.expiresAt > now) ? record : undefined;
+/** The record when it is live at `now` (under lifecycle `rules`), else undefined (missing or expired). */
+export function isLive(record: ObjectRecord | undefined, now = Date.now(), rules: readonly LifecycleRule[] = []): ObjectRecord | undefined {
+  if (record === undefined) return undefined;
+  const at = rules.length === 0 ? record.expiresAt : effectiveExpiry(record, rules);
+  return at === undefined || at > now ? record : undefined;
 }
 
 /** An upload part in the bucket older than this was left by a crash. */
@@ -35,6 +42,8 @@ export interface ExpirySweeperOptions {
   store: Backend;
   gcs?: { backend: GcsBackend; breaker: CircuitBreaker; tombstoneRetentionMs: number };
   quotas?: Quotas;
+  /** LIFECYCLE_RULES */
+  lifecycle?: readonly LifecycleRule[];
   localIntervalMs: number;
   gcsIntervalMs: number;
   onExpired?: (count: number) => void;
@@ -51,6 +60,23 @@ export interface ExpirySweeper {
 export function startExpirySweeper(opts: ExpirySweeperOptions): ExpirySweeper {
   const { local, store, gcs, quotas } = opts;
 
+  const rules = opts.lifecycle ?? [];
+
+  /** Deletes `key` through the stack if it is still expired at `now`, guarded by the generation seen. */
+  async function expire(key: string, now: number): Promise<boolean> {
+    const record = await local.head(key);
+    if (record === undefined || isLive(record, now, rules)) return false;
+    try {
+      const deleted = await store.delete(key, { ifGenerationMatch: record.generation });
+      await quotas?.released(key, record.size);
+      return deleted;
+    } catch (err) {
+      // Rewritten meanwhile (precondition) or a tier is down: next sweep.
+      if (!StorageError.is(err, Code.FailedPrecondition, Code.Unavailable, Code.Aborted)) throw err;
+      return false;
+    }
+  }
+
   async function sweepLocal(now: number): Promise<number> {
     let count = 0;
     const seen = new Set<string>();
@@ -59,15 +85,17 @@ export function startExpirySweeper(opts: ExpirySweeperOptions): ExpirySweeper {
       if (keys.length === 0) break;
       for (const key of keys) {
         seen.add(key);
-        const record = await local.head(key);
-        if (record === undefined || isLive(record, now)) continue;
-        try {
-          if (await store.delete(key, { ifGenerationMatch: record.generation })) count++;
-          await quotas?.released(key, record.size);
-        } catch (err) {
-          // Rewritten meanwhile (precondition) or a tier is down: next sweep.
-          if (!StorageError.is(err, Code.FailedPrecondition, Code.Unavailable, Code.Aborted)) throw err;
-        }
+        if (await expire(key, now)) count++;
+      }
+    }
+    for (const rule of rules) {
+      const before = (now - rule.maxAgeSeconds * 1000) * 1000;
+      let after: string | undefined;
+      for (;;) {
+        const keys = local.writtenBefore(rule.prefix, before, after, BATCH);
+        if (keys.length === 0) break;
+        for (const key of keys) if (await expire(key, now)) count++;
+        after = keys.at(-1);
       }
     }
     return count;
@@ -81,6 +109,7 @@ export function startExpirySweeper(opts: ExpirySweeperOptions): ExpirySweeper {
         tombstoneBefore: now - gcs.tombstoneRetentionMs,
         partsBefore: now - UPLOAD_PART_MAX_AGE_MS,
         onExpired: (r) => void quotas?.released(r.key, r.size),
+        expiresAt: rules.length === 0 ? undefined : (r) => effectiveExpiry(r, rules),
       }),
     );
     if (removed.tombstones + removed.parts > 0) opts.log?.info({ ...removed }, "GCS sweep removed leftovers");
@@ -106,14 +135,13 @@ export function startExpirySweeper(opts: ExpirySweeperOptions): ExpirySweeper {
     if (sweeping) return;
     sweep({ gcs: withGcs }).catch((err) => opts.log?.warn({ err }, "expiry sweep failed"));
   };
-  const timers = [setInterval(tick(false), opts.localIntervalMs)];
-  if (gcs) timers.push(setInterval(tick(true), opts.gcsIntervalMs));
-  for (const t of timers) t.unref();
+  const timers = [every(opts.localIntervalMs, tick(false))];
+  if (gcs) timers.push(every(opts.gcsIntervalMs, tick(true)));
 
   return {
     sweep,
     async stop() {
-      for (const t of timers) clearInterval(t);
+      for (const stopTimer of timers) stopTimer();
       await sweeping?.catch(() => undefined);
     },
   };

@@ -22,9 +22,11 @@
  * pass does not start while it is open, its first call after the reset
  * timeout is the breaker's trial, and success closes it again.
  */
+import { ROOT_CONTEXT, type Tracer } from "@opentelemetry/api";
 import type { Backend, Outbox, OutboxEntry, PutMeta } from "../backends/backend.js";
 import { compareOrigins } from "../backends/write-origin.js";
 import { Code, StorageError } from "../storage-error.js";
+import { inSpan } from "../tracing/spans.js";
 import type { CircuitBreaker } from "./circuit-breaker.js";
 
 export interface ReplicatorOptions {
@@ -39,6 +41,8 @@ export interface ReplicatorOptions {
   /** After an entry is done: the key's state on the primary changed ("copied") or the entry lost to a newer write. */
   onReplicated?: (op: OutboxEntry["op"], outcome: Outcome, key: string) => void;
   onError?: (err: unknown, entry: OutboxEntry) => void;
+  /** ENABLE_TRACING: each entry replayed is a span "replicate" (a trace of its own), its tier calls its children. */
+  tracer?: Tracer;
 }
 
 export type Outcome = "copied" | "superseded";
@@ -90,6 +94,15 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
     return "copied";
   }
 
+  const traced = (entry: OutboxEntry): Promise<Outcome | undefined> =>
+    opts.tracer
+      ? inSpan(opts.tracer, "replicate", { parent: ROOT_CONTEXT, attributes: { "filestorage.key": entry.key, "filestorage.op": entry.op } }, async (span) => {
+          const outcome = await replicate(entry);
+          span.setAttribute("filestorage.outcome", outcome ?? "retry");
+          return outcome;
+        })
+      : replicate(entry);
+
   async function pass(): Promise<{ replicated: number; remaining: number }> {
     let replicated = 0;
     // An open breaker: the primary is known to be down; its reset timeout decides when to try again.
@@ -102,7 +115,7 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
       for (const entry of batch) {
         if (stopped) break;
         try {
-          const outcome = await replicate(entry);
+          const outcome = await traced(entry);
           if (outcome === undefined) continue;
           opts.onReplicated?.(entry.op, outcome, entry.key);
           replicated++;

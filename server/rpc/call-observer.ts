@@ -7,9 +7,11 @@
  */
 import type { EventEmitter } from "node:events";
 import type * as grpc from "@grpc/grpc-js";
+import type { Tracer } from "@opentelemetry/api";
 import { isUndecodable } from "@filestorage/client/grpc-binding";
 import { Code, StorageError, invalidArgument } from "../storage-error.js";
 import { statusName, toStatus, type StatusLogger } from "./grpc-status.js";
+import { startRpcSpan, type RpcSpan } from "./rpc-span.js";
 
 /** What the handlers report (implemented by server/metrics/metrics.ts). */
 export interface RpcObserver {
@@ -54,22 +56,35 @@ export interface CallObserver {
   serverStream<Req, Res>(method: string, fn: (req: Req, call: grpc.ServerWritableStream<Req, Res>, signal: AbortSignal) => Promise<void>): grpc.handleServerStreamingCall<Req, Res>;
 }
 
-export function createCallObserver(o: { observer: RpcObserver; log: StatusLogger }): CallObserver {
-  /** Runs `fn` timed; `answer` gets null and the result, or the status to send. */
-  function observe<T>(method: string, fn: () => Promise<T>, answer: (status: ReturnType<typeof toStatus> | null, result?: T) => void): void {
+/**
+ * `tracer` (ENABLE_TRACING): each call also runs in a span named after its
+ * method (server/rpc/rpc-span.ts), the child of the caller's `traceparent`
+ * when it sends one; without a tracer no span is made at all.
+ */
+export function createCallObserver(o: { observer: RpcObserver; log: StatusLogger; tracer?: Tracer }): CallObserver {
+  /** Runs `fn` timed (and traced); `answer` gets null and the result, or the status to send. */
+  function observe<T>(
+    method: string,
+    call: SurfaceCall,
+    fn: () => Promise<T>,
+    answer: (status: ReturnType<typeof toStatus> | null, result?: T) => void,
+  ): void {
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
+    const span: RpcSpan | undefined = o.tracer && startRpcSpan(o.tracer, method, call);
     // A synchronous throw (a bad request caught early) goes the same way as a rejection.
     Promise.resolve()
-      .then(fn)
+      .then(span ? () => span.run(fn) : fn)
       .then(
         (result) => {
           o.observer.recordRequest(method, "OK", seconds());
+          span?.end(0);
           answer(null, result);
         },
         (err: unknown) => {
-          const status = toStatus(err, method, o.log);
+          const status = toStatus(err, method, o.log, span?.requestId);
           o.observer.recordRequest(method, statusName(status.code), seconds());
+          span?.end(status.code, err);
           answer(status);
         },
       );
@@ -78,13 +93,13 @@ export function createCallObserver(o: { observer: RpcObserver; log: StatusLogger
   return {
     unary: (method, fn) => (call, callback) => {
       const signal = callSignal(call);
-      observe(method, () => fn(decoded(call.request, `the ${method} request`), call, signal), (status, res) =>
+      observe(method, call, () => fn(decoded(call.request, `the ${method} request`), call, signal), (status, res) =>
         status ? callback(status) : callback(null, res),
       );
     },
     clientStream: (method, fn) => (call, callback) => {
       const signal = callSignal(call);
-      observe(method, () => fn(call, signal), (status, res) => {
+      observe(method, call, () => fn(call, signal), (status, res) => {
         if (!status) return callback(null, res);
         // Stop reading whatever the client still sends.
         call.removeAllListeners("data");
@@ -94,7 +109,7 @@ export function createCallObserver(o: { observer: RpcObserver; log: StatusLogger
     },
     serverStream: (method, fn) => (call) => {
       const signal = callSignal(call);
-      observe(method, () => fn(decoded(call.request, `the ${method} request`), call, signal), (status) => {
+      observe(method, call, () => fn(decoded(call.request, `the ${method} request`), call, signal), (status) => {
         if (!status) return void call.end();
         // emit('error') sends the status; destroy() would leave the client waiting.
         if (!signal.aborted) call.emit("error", status);

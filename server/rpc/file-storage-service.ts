@@ -48,6 +48,7 @@ import { checkKey } from "../keys.js";
 import type { StackStatus } from "../stack.js";
 import { Code, StorageError, dataLoss, failedPrecondition, invalidArgument } from "../storage-error.js";
 import { createCallObserver, type RpcObserver } from "./call-observer.js";
+import type { Tracer } from "@opentelemetry/api";
 import type { StatusLogger } from "./grpc-status.js";
 import type { HandlerContext } from "./handler-context.js";
 import { checkContentType, checkMetadata, expiryMs, kindName, toObjectInfo } from "./object-info.js";
@@ -63,6 +64,8 @@ export interface ServiceOptions {
   auth: Authorizer;
   observer: RpcObserver;
   log: StatusLogger;
+  /** ENABLE_TRACING: a span per call. */
+  tracer?: Tracer;
   maxUnaryBytes: number;
   chunkSize: number;
   version: string;

@@ -28,8 +28,13 @@ const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
 const DEGRADED = new Set([Code.Unavailable, Code.DeadlineExceeded]);
 
 /** A grpc-js status object for `err`, safe to send to a client. */
-export function toStatus(err: unknown, method: string, log: StatusLogger): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
-  const requestId = randomUUID();
+export function toStatus(
+  err: unknown,
+  method: string,
+  log: StatusLogger,
+  /** The call's id when it has one already (a traced call carries it on its span). */
+  requestId: string = randomUUID(),
+): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
   const metadata = new grpc.Metadata();
   metadata.set(REQUEST_ID_METADATA, requestId);
   if (!(err instanceof StorageError)) {

@@ -6,6 +6,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
+import { trace } from "@opentelemetry/api";
 import {
   StoreStreamResponseSchema,
   type StoreStreamRequest,
@@ -39,6 +40,8 @@ export async function receiveStoreStream(
   }
   const header = first.value.payload.value;
   checkKey(header.key);
+  // The call's span (ENABLE_TRACING) learns the key from the header; without tracing there is none.
+  trace.getActiveSpan()?.setAttribute("filestorage.key", header.key);
   ctx.allow(call, "write", { key: header.key });
   if (header.size !== undefined && header.size < 0n) throw invalidArgument(`header size must not be negative; got ${header.size}`);
 

@@ -56,6 +56,11 @@ export type FsBackend = Backend & {
    * backend does not hide expired objects itself; the engine does, and sweeps them with this. */
   expired(now: number, limit: number): string[];
   /**
+   * Up to `limit` keys under `prefix`, after `after` in key order, whose write
+   * (its origin) is older than `before` (Unix µs): what a lifecycle rule ages out.
+   */
+  writtenBefore(prefix: string, before: number, after: string | undefined, limit: number): string[];
+  /**
    * A value kept in the index for the life of the storage folder: the one stored under `name`,
    * or, the first time, the one `create` makes (stored atomically, so every caller sees the same).
    * For identities such as this store's id and this daemon's writer id.
@@ -224,6 +229,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
 
     sweepLeftovers: () => blobs.sweepLeftovers((id) => index.blobReferenced(id)),
     expired: (now, limit) => index.expired(now, limit),
+    writtenBefore: (prefix, before, after, limit) => index.writtenBefore(prefix, before, after, limit),
     identity: (name, create) => index.identity(name, create),
   };
   const put = backend.put;

@@ -14,6 +14,7 @@ export { toRecord, type ObjectRow } from "./index-schema.js";
 import { newOrigin } from "../write-origin.js";
 import { generationMismatch, unavailable } from "../../storage-error.js";
 import { translate } from "./fs-errors.js";
+import { successor } from "./key-range.js";
 import { makePrivateFile } from "./private-files.js";
 
 /** The range scan for a listing shape: keys from (inclusive) or after a bound, optionally below an upper bound. */
@@ -49,6 +50,8 @@ export interface IndexDb {
   blobReferenced(id: string): boolean;
   /** Up to `limit` keys expired at `now`, soonest first. */
   expired(now: number, limit: number): string[];
+  /** Up to `limit` keys under `prefix` after `after` (in key order) whose write is older than `writtenBefore` (Unix µs). */
+  writtenBefore(prefix: string, writtenBefore: number, after: string | undefined, limit: number): string[];
   probe(): void;
   /** Commits what waits for the next group commit, then closes the database. */
   close(): void;
@@ -106,6 +109,10 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
     outboxRemoveKey: db.prepare(`DELETE FROM outbox WHERE key = ?`),
     outboxStats: db.prepare(`SELECT count(*) AS count, min(created_at) AS oldest FROM outbox`),
     expired: db.prepare(`SELECT key FROM objects WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`).pluck(),
+    // A range scan of the prefix on the key index; the age is checked per row.
+    writtenBefore: db
+      .prepare(`SELECT key FROM objects WHERE key >= @from AND key < @upper AND written_at < @before ORDER BY key LIMIT @limit`)
+      .pluck(),
     identity: db.prepare(`SELECT value FROM identities WHERE name = ?`).pluck(),
     createIdentity: db.prepare(`INSERT OR IGNORE INTO identities (name, value) VALUES (?, ?)`),
   };
@@ -300,6 +307,14 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
     blobReferenced: (id: string) => indexed("sweeping", () => sql.blobReferenced.get(id)) !== undefined,
     /** Up to `limit` keys expired at `now`, soonest first. */
     expired: (now: number, limit: number) => indexed("listing expired objects", () => sql.expired.all(now, limit) as string[]),
+    writtenBefore: (prefix: string, before: number, after: string | undefined, limit: number) =>
+      indexed("listing aged objects", () => {
+        // Keys never hold NUL, so after + NUL is the first string after `after` a key can be. A prefix with
+        // no successor (all U+10FFFF) is bounded by a BLOB, which SQLite sorts after every TEXT.
+        const from = after === undefined ? prefix : `${after}\u0000`;
+        const upper = successor(prefix) ?? Buffer.alloc(0);
+        return sql.writtenBefore.all({ from, upper, before, limit }) as string[];
+      }),
     probe: () => void indexed("probing", () => db.prepare("SELECT 1").get()),
     /** Commits what waits for the next group commit, then closes the database. */
     close() {

@@ -6,6 +6,7 @@ import type { ListOptions, ListPage, ObjectRecord } from "../backend.js";
 import { compareKeys } from "../backend.js";
 import { invalidArgument } from "../../storage-error.js";
 import type { ObjectRow, ScanFor } from "./index-db.js";
+import { successor } from "./key-range.js";
 
 /**
  * One page of a listing, by SQL range scans on the key index (never LIKE, whose
@@ -65,22 +66,4 @@ export function listPage(scanFor: ScanFor, opts: ListOptions, toRecord: (row: Ob
   if (end || last === undefined) return { objects, prefixes };
   // A full page: name `next` only when something follows.
   return scan(1).length > 0 ? { objects, prefixes, next: last } : { objects, prefixes };
-}
-
-
-/**
- * The smallest string greater than every string starting with `s` (UTF-8 byte
- * order equals code point order): its last code point plus one, skipping the
- * surrogate gap; undefined when `s` is all U+10FFFF.
- */
-function successor(s: string): string | undefined {
-  const points = Array.from(s);
-  while (points.length > 0) {
-    const cp = points.pop()!.codePointAt(0)!;
-    if (cp < 0x10ffff) {
-      const next = cp + 1 === 0xd800 ? 0xe000 : cp + 1;
-      return points.join("") + String.fromCodePoint(next);
-    }
-  }
-  return undefined;
 }

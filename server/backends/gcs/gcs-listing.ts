@@ -22,6 +22,8 @@ export interface SweepLimits {
   signal?: AbortSignal;
   /** Called for each expired object removed. */
   onExpired?: (record: ObjectRecord) => void;
+  /** When an object expires (Unix ms; lifecycle rules included); default its own expiresAt. */
+  expiresAt?: (record: ObjectRecord) => number | undefined;
 }
 
 export async function listPage(ctx: GcsContext, listOpts: ListOptions): Promise<ListPage> {
@@ -86,6 +88,10 @@ export async function listPage(ctx: GcsContext, listOpts: ListOptions): Promise<
  */
 export async function sweepBucket(ctx: GcsContext, limits: SweepLimits, del: (key: string, opts: DeleteOptions) => Promise<boolean>) {
   const removed = { tombstones: 0, expired: 0, parts: 0 };
+  const isExpired = (r: ObjectRecord) => {
+    const at = limits.expiresAt ? limits.expiresAt(r) : r.expiresAt;
+    return at !== undefined && at <= limits.now;
+  };
   let pageToken: string | undefined;
   do {
     const [files, next] = await ctx.retry(
@@ -101,7 +107,7 @@ export async function sweepBucket(ctx: GcsContext, limits: SweepLimits, del: (ke
       } else {
         const r = toRecord(f.name, md);
         if (r.deleted && r.origin.writtenAt / 1000 < limits.tombstoneBefore) kind = "tombstones";
-        else if (!r.deleted && r.expiresAt !== undefined && r.expiresAt <= limits.now) {
+        else if (!r.deleted && isExpired(r)) {
           const gone = await del(r.key, { ifGenerationMatch: r.generation, origin: r.origin, signal: limits.signal }).catch((err) => {
             if (StorageError.is(err, Code.FailedPrecondition, Code.Aborted)) return false;
             throw err;

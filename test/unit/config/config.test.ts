@@ -99,12 +99,16 @@ describe("defaults", () => {
       listenAddress: "127.0.0.1:50051",
       metricsPort: 8002,
       metricsHost: "127.0.0.1",
+      enableTracing: false,
+      tracingEndpoint: "http://127.0.0.1:4318",
+      tracingSampleRatio: 1,
       maxObjectBytes: 5 * 1024 ** 4,
       maxUnaryBytes: 4 * 1024 * 1024,
       maxJsonBytes: 64 * 1024 * 1024,
       maxJsonDepth: 10000,
       maxListResponseBytes: 4 * 1024 * 1024,
       quotas: {},
+      lifecycleRules: [],
       authTokensFile: undefined,
       authTokens: undefined,
       tlsCertFile: undefined,
@@ -201,6 +205,12 @@ describe("values", () => {
   });
 
   test("quotas from env JSON and from the file's object; sizes allowed as values", async () => {
+    expect(
+      loadConfig({ env: { LIFECYCLE_RULES: '[{"prefix": "temp/", "max_age_seconds": 86400}, {"prefix": "", "max_age_seconds": 5}]' } }).lifecycleRules,
+    ).toEqual([
+      { prefix: "temp/", maxAgeSeconds: 86400 },
+      { prefix: "", maxAgeSeconds: 5 },
+    ]);
     expect(loadConfig({ env: { QUOTAS: '{"tenants/a/": 1048576, "b/": "2MiB"}' } }).quotas).toEqual({
       "tenants/a/": 1048576,
       "b/": 2 * 1024 * 1024,
@@ -314,6 +324,11 @@ const badCases = (): BadCase[] => [
   { name: "log level", env: { LOG_LEVEL: "loud" }, expect: ['LOG_LEVEL="loud"', "fatal, error, warn, info, debug or trace"] },
   { name: "quotas not JSON", env: { QUOTAS: "{" }, expect: ['QUOTAS="{"', "JSON object of key prefix to byte limit"] },
   { name: "quota not a size", env: { QUOTAS: '{"a/": -5}' }, expect: ["QUOTAS=", "byte limit"] },
+  { name: "lifecycle rules not a list", env: { LIFECYCLE_RULES: '{"prefix": "temp/"}' }, expect: ["LIFECYCLE_RULES=", 'JSON list of {"prefix"'] },
+  { name: "lifecycle rule without an age", env: { LIFECYCLE_RULES: '[{"prefix": "temp/"}]' }, expect: ["LIFECYCLE_RULES=", "max_age_seconds"] },
+  { name: "lifecycle age not whole seconds", env: { LIFECYCLE_RULES: '[{"prefix": "t/", "max_age_seconds": 0.5}]' }, expect: ["LIFECYCLE_RULES="] },
+  { name: "lifecycle rule with an unknown field", env: { LIFECYCLE_RULES: '[{"prefix": "t/", "max_age_seconds": 5, "age": 1}]' }, expect: ["LIFECYCLE_RULES="] },
+  { name: "lifecycle prefix with a newline", env: { LIFECYCLE_RULES: '[{"prefix": "a\\nb", "max_age_seconds": 5}]' }, expect: ["LIFECYCLE_RULES="] },
   { name: "quotas in file not an object", file: { quotas: [1] }, expect: ["invalid quotas=[1] in config file"] },
   { name: "missing credentials file", env: { GOOGLE_APPLICATION_CREDENTIALS: "/nonexistent/sa.json" }, expect: ['GOOGLE_APPLICATION_CREDENTIALS="/nonexistent/sa.json"', "existing readable file"] },
   { name: "TLS cert without key", env: { TLS_CERT_FILE: files.cert }, expect: ["TLS_CERT_FILE and TLS_KEY_FILE go together"] },
