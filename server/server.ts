@@ -91,6 +91,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     throw err;
   });
   warnIfNotPrivate(config.localStoragePath, log);
+  metrics.watchLocalTier(() => stack.parts.local.holdings());
   metrics.setProviders({
     cache: () => stack.status().cache,
     replication: () => stack.status().pending,

@@ -251,6 +251,8 @@ async function assemble(
     limits: { maxObjectBytes: config.maxObjectBytes, maxListResponseBytes: config.maxListResponseBytes },
     quotas,
     lifecycle: config.lifecycleRules,
+    // Without GCS the local tier is the whole store: its index counts usage exactly.
+    index: config.gcsBucketName ? undefined : local,
     log: events.log,
   });
   const sweeper: ExpirySweeper = startExpirySweeper({

@@ -20,6 +20,7 @@ import {
   ExistsRequestSchema,
   FileStorageService,
   GetStatsRequestSchema,
+  GetUsageRequestSchema,
   ListKeysRequestSchema,
   RetrieveRequestSchema,
   RetrieveStreamRequestSchema,
@@ -34,7 +35,7 @@ import { checkInteger, type DownloadOptions, type DownloadToFileOptions, type Fi
 import { downloadToFile } from "./download-to-file.js";
 import { chunkFastPath, clientConstructor, type ServiceClient } from "./grpc-binding.js";
 import { FileStorageError } from "./file-storage-error.js";
-import { toObjectInfo, toStorageStats, type ObjectInfo, type StorageStats } from "./object-info.js";
+import { toObjectInfo, toStorageStats, type ObjectInfo, type StorageStats, type Usage } from "./object-info.js";
 import { openRetrieveStream, type TailCheck } from "./retrieve-stream-download.js";
 import { optionalBigInt, required, toStruct } from "./request-fields.js";
 import { sendStoreStream } from "./store-stream-upload.js";
@@ -211,6 +212,29 @@ export class FileStorageClient {
     const request = create(GetStatsRequestSchema, {});
     const res = await this.unary(this.stub.getStats, request, true);
     return toStorageStats(res);
+  }
+
+  /**
+   * The live objects under `prefix` (every key when empty) and their bytes
+   * (GetUsage, admin). The daemon counts them in pages of `pageSize` objects,
+   * one call each, and `onProgress` hears the running total after each; in
+   * the embedded mode its index answers in one call. Calls are retried.
+   */
+  async getUsage(prefix = "", opts: { pageSize?: number; onProgress?: (soFar: Usage) => void; signal?: AbortSignal } = {}): Promise<Usage> {
+    const total: Usage = { objectCount: 0, totalBytes: 0, storedBytes: 0, fromIndex: false };
+    let pageToken = "";
+    do {
+      opts.signal?.throwIfAborted();
+      const request = create(GetUsageRequestSchema, { prefix, pageToken, maxObjects: checkInteger("pageSize", opts.pageSize ?? 10_000, 1) });
+      const res = await this.unary(this.stub.getUsage, request, true);
+      total.objectCount += Number(res.objectCount);
+      total.totalBytes += Number(res.totalBytes);
+      total.storedBytes += Number(res.storedBytes);
+      total.fromIndex = res.fromIndex;
+      pageToken = res.nextPageToken;
+      opts.onProgress?.({ ...total });
+    } while (pageToken !== "");
+    return total;
   }
 
   /**

@@ -69,6 +69,17 @@ export interface StorageStats {
   operations: OperationCount[];
 }
 
+/** What GetUsage counted under a prefix. */
+export interface Usage {
+  objectCount: number;
+  /** Original sizes. */
+  totalBytes: number;
+  /** Sizes at rest, after compression and encryption. */
+  storedBytes: number;
+  /** True when the daemon's local index answered (embedded mode), false when it listed the store. */
+  fromIndex: boolean;
+}
+
 /** The plain view of a wire ObjectInfo. */
 export function toObjectInfo(msg: ObjectInfoMessage): ObjectInfo {
   return {

@@ -1,6 +1,6 @@
 /**
  * The `filestorage` commands that talk to a running daemon through the client
- * package: put, get, ls, rm, stat, stats. Output goes to stdout (data, JSON,
+ * package: put, get, ls, rm, stat, stats, usage. Output goes to stdout (data, JSON,
  * listings); progress bars and errors go to stderr, bars only on a terminal.
  *
  * Exit codes: 0 done; 1 any error, printed as one line
@@ -11,7 +11,8 @@ import * as fs from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { Presets, SingleBar } from "cli-progress";
-import { FileStorageClient, FileStorageError, status, type DataKindName, type TlsOptions } from "../../client/src/index.js";
+import { FileStorageClient, FileStorageError, status, type DataKindName, type TlsOptions, type Usage } from "../../client/src/index.js";
+import { humanBytes } from "./human-size.js";
 
 const EXIT_FAILED = 1;
 const EXIT_NOT_FOUND = 2;
@@ -177,6 +178,44 @@ export function registerClientCommands(program: Command): void {
         printJson(await client.getStats());
       }),
     );
+
+  program
+    .command("usage")
+    .description("count the objects under PREFIX (every key when absent) and their bytes (GetUsage; needs the admin right)")
+    .argument("[prefix]", "key prefix", "")
+    .option("--json", "print the counts as JSON")
+    .option("--page-size <n>", "objects the daemon counts per call, when it lists (default 10000)", parsePageSize)
+    .action((prefix: string, opts: { json?: boolean; pageSize?: number }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const progress = countProgress(prefix);
+        let usage;
+        try {
+          usage = await client.getUsage(prefix, { pageSize: opts.pageSize, onProgress: progress?.update });
+        } finally {
+          progress?.stop();
+        }
+        if (opts.json) return printJson({ prefix, ...usage });
+        const where = prefix === "" ? "every key" : prefix;
+        await write(
+          `${where}: ${usage.objectCount} object${usage.objectCount === 1 ? "" : "s"}, ` +
+            `${humanBytes(usage.totalBytes)} (${usage.totalBytes} bytes), stored ${humanBytes(usage.storedBytes)} (${usage.storedBytes} bytes)\n`,
+        );
+      }),
+    );
+}
+
+/** The running count on stderr while the daemon lists (a terminal only). */
+function countProgress(prefix: string): { update: (u: Usage) => void; stop: () => void } | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  const bar = new SingleBar(
+    { stream: process.stderr, format: `usage ${prefix || "(every key)"} | {objects} objects | {bytes}`, hideCursor: true },
+    Presets.shades_classic,
+  );
+  bar.start(0, 0, { objects: 0, bytes: humanBytes(0) });
+  return {
+    update: (u) => bar.update(0, { objects: u.objectCount, bytes: humanBytes(u.totalBytes) }),
+    stop: () => bar.stop(),
+  };
 }
 
 interface PutOptions {

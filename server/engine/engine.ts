@@ -26,6 +26,7 @@ import { checkDelimiter, checkKey, checkPrefix } from "../keys.js";
 import { Code, StorageError, generationMismatch, invalidArgument } from "../storage-error.js";
 import { isLive as isLiveAt } from "./expiry.js";
 import { withLifecycle, type LifecycleRule } from "./lifecycle.js";
+import { measureUsage, type Usage, type UsageRequest } from "./usage.js";
 import { decodePageToken, encodePageToken, resumeAfter, type ListEntry } from "./page-token.js";
 import type { Quotas } from "./quota.js";
 
@@ -51,6 +52,11 @@ export interface EngineOptions {
   quotas?: Quotas;
   /** LIFECYCLE_RULES: objects under a rule's prefix expire that long after their write. */
   lifecycle?: readonly LifecycleRule[];
+  /**
+   * The local tier's index, when the local tier is the whole store (embedded
+   * mode): usage is one aggregate over it instead of a listing.
+   */
+  index?: { usage(prefix: string, now: number, agedOut: readonly { prefix: string; writtenBefore: number }[]): { objects: number; bytes: number; storedBytes: number } };
   log?: { warn(obj: object, msg: string): void };
 }
 
@@ -77,6 +83,8 @@ export interface Engine {
   delete(key: string, opts?: DeleteOptions): Promise<boolean>;
   deleteMany(keys: string[], prefix: string, signal?: AbortSignal): Promise<number>;
   list(req: ListRequest): Promise<{ objects: ObjectRecord[]; prefixes: string[]; nextPageToken: string }>;
+  /** The live objects under a prefix and their bytes (usage.ts). */
+  usage(req: UsageRequest): Promise<Usage>;
 }
 
 export function createEngine(store: Backend, opts: EngineOptions): Engine {
@@ -265,5 +273,22 @@ export function createEngine(store: Backend, opts: EngineOptions): Engine {
     }
   }
 
-  return { put, get, head, delete: del, deleteMany, list };
+  async function usage(req: UsageRequest): Promise<Usage> {
+    checkPrefix(req.prefix);
+    const index = opts.index;
+    return measureUsage(
+      {
+        list,
+        index:
+          index &&
+          ((prefix) => {
+            const now = Date.now();
+            return index.usage(prefix, now, rules.map((r) => ({ prefix: r.prefix, writtenBefore: (now - r.maxAgeSeconds * 1000) * 1000 })));
+          }),
+      },
+      req,
+    );
+  }
+
+  return { put, get, head, delete: del, deleteMany, list, usage };
 }

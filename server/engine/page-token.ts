@@ -44,10 +44,10 @@ export function decodePageToken(listing: Listing): string | undefined {
   try {
     token = JSON.parse(Buffer.from(listing.pageToken, "base64url").toString("utf8")) as PageToken;
   } catch {
-    throw invalidArgument("page_token is not a token from a previous ListKeys response");
+    throw invalidArgument("page_token is not a next_page_token from an earlier response (ListKeys, GetUsage)");
   }
   if (token?.v !== 1 || typeof token.after !== "string") {
-    throw invalidArgument("page_token is not a token from a previous ListKeys response");
+    throw invalidArgument("page_token is not a next_page_token from an earlier response (ListKeys, GetUsage)");
   }
   if (token.prefix !== listing.prefix || token.delimiter !== listing.delimiter) {
     throw invalidArgument("page_token belongs to a listing with another prefix or delimiter");

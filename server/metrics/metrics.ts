@@ -17,6 +17,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 
 import type { BreakerState } from "../engine/circuit-breaker.js";
 import type { TierObserver } from "./metrics-backend.js";
+import { registerLocalTierGauges, type LocalTierHoldings } from "./local-tier-gauges.js";
 
 export type ReplicatedOp = "put" | "delete";
 
@@ -68,6 +69,8 @@ export interface Metrics extends TierObserver {
   replicated(op: ReplicatedOp): void;
   /** Registers (or replaces) the live-state providers; gauges without one stay at 0. */
   setProviders(providers: Partial<MetricProviders>): void;
+  /** Adds the local tier's gauges (local-tier-gauges.ts), read from `read` at scrape time. */
+  watchLocalTier(read: () => Promise<LocalTierHoldings>): void;
   /** The operation counters, read from the prom-client metrics (async: prom-client reads are). */
   snapshot(): Promise<MetricsSnapshot>;
 }
@@ -206,6 +209,7 @@ export function createMetrics(): Metrics {
     setProviders(next) {
       Object.assign(providers, next);
     },
+    watchLocalTier: (read) => registerLocalTierGauges(registry, read),
     async snapshot() {
       const byMethod = new Map<string, MethodStats>();
       for (const { labels, value } of (await requests.get()).values) {

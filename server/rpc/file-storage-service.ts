@@ -54,6 +54,7 @@ import type { HandlerContext } from "./handler-context.js";
 import { checkContentType, checkMetadata, expiryMs, kindName, toObjectInfo } from "./object-info.js";
 import { sendRetrieveStream } from "./retrieve-stream.js";
 import { receiveStoreStream } from "./store-stream.js";
+import { getUsageHandler } from "./get-usage.js";
 
 export type { RpcObserver } from "./call-observer.js";
 
@@ -206,6 +207,7 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
         ),
       });
     }),
+    getUsage: getUsageHandler(calls, ctx),
   };
 }
 

@@ -76,6 +76,7 @@ const cases: Record<string, Case> = {
   DeleteMany: { right: "delete", run: (c, n) => c.deleteMany({ keys: [`t/absent-${n}`], prefix: `t/none-${n}/` }) },
   ListKeys: { right: "list", run: async (c) => expect((await c.listKeys({ prefix: "t/" })).keys).toContain("t/obj") },
   GetStats: { right: "admin", run: async (c) => expect((await c.getStats()).initialized).toBe(true) },
+  GetUsage: { right: "admin", run: async (c) => expect((await c.getUsage("t/")).objectCount).toBeGreaterThan(0) },
 };
 
 describe("rights", () => {

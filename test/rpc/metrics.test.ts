@@ -117,6 +117,40 @@ describe("embedded daemon", () => {
   });
 });
 
+test("the local tier's gauges: objects and bytes from the index's totals (exact after puts, overwrites and deletes, and after a restart), free disk and its reserve", async () => {
+  const port = await freePort();
+  let daemon = await startDaemon({ METRICS_PORT: String(port), LOCAL_MIN_FREE_BYTES: "1MiB" });
+  const storage = daemon.storagePath;
+  let client = new FileStorageClient(daemon.address);
+  try {
+    const s0 = await scrape(port);
+    expect(value(s0, "fs_local_objects")).toBe(0);
+    expect(value(s0, "fs_local_min_free_bytes")).toBe(1024 * 1024);
+    expect(value(s0, "fs_local_free_bytes")).toBeGreaterThan(1024 * 1024);
+    const a = await client.store("g/a", Buffer.alloc(200_000, 1)); // compressed, a blob file
+    await client.store("g/b", "small, inline");
+    const b2 = await client.store("g/b", "replaced by a longer value, still inline");
+    await client.store("g/c", "deleted");
+    await client.delete("g/c");
+    const s1 = await scrape(port);
+    expect(value(s1, "fs_local_objects")).toBe(2);
+    expect(value(s1, "fs_local_bytes")).toBe(a.size + b2.size);
+    expect(value(s1, "fs_local_stored_bytes")).toBe(a.storedSize + b2.storedSize);
+    expect(a.storedSize).toBeLessThan(a.size);
+    // The totals live in the index: a new daemon over the same folder reads the same.
+    client.close();
+    await daemon.server.shutdown(2000);
+    daemon = await startDaemon({ METRICS_PORT: String(port), LOCAL_STORAGE_PATH: storage });
+    client = new FileStorageClient(daemon.address);
+    const s2 = await scrape(port);
+    expect(value(s2, "fs_local_objects")).toBe(2);
+    expect(value(s2, "fs_local_bytes")).toBe(a.size + b2.size);
+  } finally {
+    client.close();
+    await daemon.stop();
+  }
+});
+
 describe("with GCS that goes away and comes back", () => {
   let gcs: FakeGcs;
   let daemon: TestDaemon;

@@ -5,7 +5,7 @@
  *
  * Layout under `root` (folders 0700, files 0600: see private-files.ts):
  *   lock                held exclusively while open: one process per folder (folder-lock.ts)
- *   index.sqlite        WAL database: objects, outbox, counters, identities
+ *   index.sqlite        WAL database: objects, outbox, counters, identities, tier_totals
  *   tmp/<id>            uploads in flight; leftovers removed by sweepLeftovers()
  *   blobs/<xx>/<id>     committed blobs; an unreferenced one is removed by sweepLeftovers()
  *
@@ -27,11 +27,11 @@ import { openBlobFiles, takeSmall } from "./blob-files.js";
 import { mib, translate } from "./fs-errors.js";
 import { lockFolder, type FolderLock } from "./folder-lock.js";
 import { createInFlight } from "./in-flight.js";
-import { checkPrecondition, openIndex, toRecord, type FsFaults, type IndexDb } from "./index-db.js";
+import { checkPrecondition, openIndex, toRecord, type AgedOut, type FsFaults, type IndexDb, type IndexUsage } from "./index-db.js";
 import { listPage } from "./listing.js";
 import { makePrivateFolder } from "./private-files.js";
 
-export type { FsFaults } from "./index-db.js";
+export type { AgedOut, FsFaults, IndexUsage } from "./index-db.js";
 
 export interface FsBackendOptions {
   /** The storage folder; created when missing. */
@@ -60,6 +60,14 @@ export type FsBackend = Backend & {
    * (its origin) is older than `before` (Unix µs): what a lifecycle rule ages out.
    */
   writtenBefore(prefix: string, before: number, after: string | undefined, limit: number): string[];
+  /**
+   * Count and bytes of the objects under `prefix` that are live at `now`
+   * (Unix ms), those `agedOut` names (lifecycle rules) left out: one
+   * aggregate over the index, exact.
+   */
+  usage(prefix: string, now: number, agedOut?: readonly AgedOut[]): IndexUsage;
+  /** What the tier holds now (every row: expired and pending ones too), without a scan; and its disk's free bytes and reserve. */
+  holdings(): Promise<IndexUsage & { freeBytes: number; minFreeBytes: number }>;
   /**
    * A value kept in the index for the life of the storage folder: the one stored under `name`,
    * or, the first time, the one `create` makes (stored atomically, so every caller sees the same).
@@ -230,6 +238,8 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     sweepLeftovers: () => blobs.sweepLeftovers((id) => index.blobReferenced(id)),
     expired: (now, limit) => index.expired(now, limit),
     writtenBefore: (prefix, before, after, limit) => index.writtenBefore(prefix, before, after, limit),
+    usage: (prefix, now, agedOut = []) => index.usage(prefix, now, agedOut),
+    holdings: async () => ({ ...index.totals(), freeBytes: await blobs.freeBytes(), minFreeBytes: blobs.minFree }),
     identity: (name, create) => index.identity(name, create),
   };
   const put = backend.put;

@@ -52,9 +52,25 @@ export interface IndexDb {
   expired(now: number, limit: number): string[];
   /** Up to `limit` keys under `prefix` after `after` (in key order) whose write is older than `writtenBefore` (Unix µs). */
   writtenBefore(prefix: string, writtenBefore: number, after: string | undefined, limit: number): string[];
+  /** Count and bytes of the objects under `prefix` live at `now` (Unix ms), leaving out those `agedOut` names. */
+  usage(prefix: string, now: number, agedOut: readonly AgedOut[]): IndexUsage;
+  /** Every object the index holds (expired and pending ones too), kept by triggers: no scan. */
+  totals(): IndexUsage;
   probe(): void;
   /** Commits what waits for the next group commit, then closes the database. */
   close(): void;
+}
+
+/** Objects under `prefix` whose write is older than `writtenBefore` (Unix µs): what a lifecycle rule expired. */
+export interface AgedOut {
+  prefix: string;
+  writtenBefore: number;
+}
+
+export interface IndexUsage {
+  objects: number;
+  bytes: number;
+  storedBytes: number;
 }
 
 /**
@@ -114,9 +130,24 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
       .prepare(`SELECT key FROM objects WHERE key >= @from AND key < @upper AND written_at < @before ORDER BY key LIMIT @limit`)
       .pluck(),
     identity: db.prepare(`SELECT value FROM identities WHERE name = ?`).pluck(),
+    totals: db.prepare(`SELECT objects, bytes, stored_bytes AS storedBytes FROM tier_totals WHERE id = 1`),
     createIdentity: db.prepare(`INSERT OR IGNORE INTO identities (name, value) VALUES (?, ?)`),
   };
   const scans = new Map<string, Database.Statement>();
+  const usageQueries = new Map<number, Database.Statement>();
+  /** The usage aggregate with `rules` exclusions, prepared once per count: a range scan of the prefix. */
+  const usageFor = (rules: number) => {
+    let q = usageQueries.get(rules);
+    if (q === undefined) {
+      const aged = Array.from({ length: rules }, (_, i) => ` AND NOT (key >= @p${i} AND key < @u${i} AND written_at < @b${i})`).join("");
+      q = db.prepare(
+        `SELECT count(*) AS objects, coalesce(sum(size), 0) AS bytes, coalesce(sum(stored_size), 0) AS storedBytes FROM objects ` +
+          `WHERE key >= @from AND key < @upper AND (expires_at IS NULL OR expires_at > @now)${aged}`,
+      );
+      usageQueries.set(rules, q);
+    }
+    return q;
+  };
   /** The range scan for a listing, prepared once per shape (an OR in the bound would defeat the index). */
   const scanFor: ScanFor = (inclusive, bounded) => {
     const shape = `${inclusive}${bounded}`;
@@ -314,6 +345,22 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
         const from = after === undefined ? prefix : `${after}\u0000`;
         const upper = successor(prefix) ?? Buffer.alloc(0);
         return sql.writtenBefore.all({ from, upper, before, limit }) as string[];
+      }),
+    usage: (prefix: string, now: number, agedOut: readonly AgedOut[]) =>
+      indexed("counting usage", () => {
+        const params: Record<string, unknown> = { from: prefix, upper: successor(prefix) ?? Buffer.alloc(0), now };
+        agedOut.forEach((a, i) => {
+          params[`p${i}`] = a.prefix;
+          params[`u${i}`] = successor(a.prefix) ?? Buffer.alloc(0);
+          params[`b${i}`] = a.writtenBefore;
+        });
+        const row = usageFor(agedOut.length).get(params) as { objects: number | bigint; bytes: number | bigint; storedBytes: number | bigint };
+        return { objects: Number(row.objects), bytes: Number(row.bytes), storedBytes: Number(row.storedBytes) };
+      }),
+    totals: () =>
+      indexed("reading totals", () => {
+        const row = sql.totals.get() as { objects: number | bigint; bytes: number | bigint; storedBytes: number | bigint } | undefined;
+        return { objects: Number(row?.objects ?? 0), bytes: Number(row?.bytes ?? 0), storedBytes: Number(row?.storedBytes ?? 0) };
       }),
     probe: () => void indexed("probing", () => db.prepare("SELECT 1").get()),
     /** Commits what waits for the next group commit, then closes the database. */

@@ -68,6 +68,22 @@ export const SCHEMA = `
     writer TEXT NOT NULL DEFAULT ''
   );
   CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  -- What the objects table holds, kept by its triggers in each write's own transaction (metrics).
+  CREATE TABLE IF NOT EXISTS tier_totals (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    objects INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    stored_bytes INTEGER NOT NULL
+  );
+  CREATE TRIGGER IF NOT EXISTS tier_totals_insert AFTER INSERT ON objects BEGIN
+    UPDATE tier_totals SET objects = objects + 1, bytes = bytes + NEW.size, stored_bytes = stored_bytes + NEW.stored_size;
+  END;
+  CREATE TRIGGER IF NOT EXISTS tier_totals_update AFTER UPDATE OF size, stored_size ON objects BEGIN
+    UPDATE tier_totals SET bytes = bytes + NEW.size - OLD.size, stored_bytes = stored_bytes + NEW.stored_size - OLD.stored_size;
+  END;
+  CREATE TRIGGER IF NOT EXISTS tier_totals_delete AFTER DELETE ON objects BEGIN
+    UPDATE tier_totals SET objects = objects - 1, bytes = bytes - OLD.size, stored_bytes = stored_bytes - OLD.stored_size;
+  END;
   CREATE TABLE IF NOT EXISTS identities (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `;
 
@@ -78,13 +94,29 @@ export const RECORD_COLUMNS =
   `EXISTS (SELECT 1 FROM outbox b WHERE b.key = o.key) AS pending`;
 
 /**
- * Brings an index made by an older version up to this schema. Version 1 added
- * write origins: rows and outbox entries of older indexes get their update /
- * creation time as the write time and an unknown writer.
+ * Brings an index made by an older version up to this schema, one step per
+ * version, each in its own transaction:
+ * 1. write origins: rows and outbox entries of older indexes get their
+ *    update / creation time as the write time and an unknown writer;
+ * 2. tier_totals: counted once from the objects there; its triggers (in
+ *    SCHEMA) keep it from then on.
  */
 export function migrate(db: Database.Database): void {
   const version = Number(db.pragma("user_version", { simple: true }));
-  if (version >= 1) return;
+  if (version < 1) addOrigins(db);
+  if (version < 2) {
+    db.transaction(() => {
+      db.exec(`DELETE FROM tier_totals`);
+      db.exec(
+        `INSERT INTO tier_totals (id, objects, bytes, stored_bytes) ` +
+          `SELECT 1, count(*), coalesce(sum(size), 0), coalesce(sum(stored_size), 0) FROM objects`,
+      );
+      db.pragma("user_version = 2");
+    })();
+  }
+}
+
+function addOrigins(db: Database.Database): void {
   db.transaction(() => {
     const has = (table: string, column: string) =>
       (db.prepare(`SELECT 1 FROM pragma_table_info(?) WHERE name = ?`).get(table, column) as unknown) !== undefined;

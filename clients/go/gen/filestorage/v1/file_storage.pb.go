@@ -1784,6 +1784,152 @@ func (x *GetStatsResponse) GetOperations() []*OperationCount {
 	return nil
 }
 
+type GetUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Keys starting with it; empty = every key.
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Continue a count from a previous response's next_page_token.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Count at most this many objects in this call and answer with a
+	// next_page_token (for progress over a large listing); 0 = count them all.
+	MaxObjects    int32 `protobuf:"varint,3,opt,name=max_objects,json=maxObjects,proto3" json:"max_objects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageRequest) Reset() {
+	*x = GetUsageRequest{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageRequest) ProtoMessage() {}
+
+func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageRequest) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetUsageRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetMaxObjects() int32 {
+	if x != nil {
+		return x.MaxObjects
+	}
+	return 0
+}
+
+type GetUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Live objects counted by this call (sum the pages for the total).
+	ObjectCount int64 `protobuf:"varint,1,opt,name=object_count,json=objectCount,proto3" json:"object_count,omitempty"`
+	// Their original sizes.
+	TotalBytes int64 `protobuf:"varint,2,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	// Their sizes at rest (after compression and encryption).
+	StoredBytes int64 `protobuf:"varint,3,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
+	// Empty when the count is complete.
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// True when the count came from the local tier's index in one query
+	// (embedded mode); false when it came from listing the store.
+	FromIndex     bool `protobuf:"varint,5,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageResponse) Reset() {
+	*x = GetUsageResponse{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageResponse) ProtoMessage() {}
+
+func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageResponse) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetUsageResponse) GetObjectCount() int64 {
+	if x != nil {
+		return x.ObjectCount
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetStoredBytes() int64 {
+	if x != nil {
+		return x.StoredBytes
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetFromIndex() bool {
+	if x != nil {
+		return x.FromIndex
+	}
+	return false
+}
+
 var File_filestorage_v1_file_storage_proto protoreflect.FileDescriptor
 
 const file_filestorage_v1_file_storage_proto_rawDesc = "" +
@@ -1928,7 +2074,21 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\aversion\x18\x12 \x01(\tR\aversion\x12>\n" +
 	"\n" +
 	"operations\x18\x13 \x03(\v2\x1e.filestorage.v1.OperationCountR\n" +
-	"operations*b\n" +
+	"operations\"i\n" +
+	"\x0fGetUsageRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1f\n" +
+	"\vmax_objects\x18\x03 \x01(\x05R\n" +
+	"maxObjects\"\xc0\x01\n" +
+	"\x10GetUsageResponse\x12!\n" +
+	"\fobject_count\x18\x01 \x01(\x03R\vobjectCount\x12\x1f\n" +
+	"\vtotal_bytes\x18\x02 \x01(\x03R\n" +
+	"totalBytes\x12!\n" +
+	"\fstored_bytes\x18\x03 \x01(\x03R\vstoredBytes\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\x12\x1d\n" +
+	"\n" +
+	"from_index\x18\x05 \x01(\bR\tfromIndex*b\n" +
 	"\bDataKind\x12\x19\n" +
 	"\x15DATA_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDATA_KIND_BYTES\x10\x01\x12\x12\n" +
@@ -1937,7 +2097,7 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\aBackend\x12\x17\n" +
 	"\x13BACKEND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBACKEND_GCS\x10\x01\x12\x11\n" +
-	"\rBACKEND_LOCAL\x10\x022\xae\x06\n" +
+	"\rBACKEND_LOCAL\x10\x022\xfd\x06\n" +
 	"\x12FileStorageService\x12D\n" +
 	"\x05Store\x12\x1c.filestorage.v1.StoreRequest\x1a\x1d.filestorage.v1.StoreResponse\x12X\n" +
 	"\vStoreStream\x12\".filestorage.v1.StoreStreamRequest\x1a#.filestorage.v1.StoreStreamResponse(\x01\x12M\n" +
@@ -1949,7 +2109,8 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\n" +
 	"DeleteMany\x12!.filestorage.v1.DeleteManyRequest\x1a\".filestorage.v1.DeleteManyResponse\x12M\n" +
 	"\bListKeys\x12\x1f.filestorage.v1.ListKeysRequest\x1a .filestorage.v1.ListKeysResponse\x12M\n" +
-	"\bGetStats\x12\x1f.filestorage.v1.GetStatsRequest\x1a .filestorage.v1.GetStatsResponseBPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
+	"\bGetStats\x12\x1f.filestorage.v1.GetStatsRequest\x1a .filestorage.v1.GetStatsResponse\x12M\n" +
+	"\bGetUsage\x12\x1f.filestorage.v1.GetUsageRequest\x1a .filestorage.v1.GetUsageResponseBPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
 
 var (
 	file_filestorage_v1_file_storage_proto_rawDescOnce sync.Once
@@ -1964,7 +2125,7 @@ func file_filestorage_v1_file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_filestorage_v1_file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_filestorage_v1_file_storage_proto_goTypes = []any{
 	(DataKind)(0),                  // 0: filestorage.v1.DataKind
 	(Backend)(0),                   // 1: filestorage.v1.Backend
@@ -1992,25 +2153,27 @@ var file_filestorage_v1_file_storage_proto_goTypes = []any{
 	(*GetStatsRequest)(nil),        // 23: filestorage.v1.GetStatsRequest
 	(*OperationCount)(nil),         // 24: filestorage.v1.OperationCount
 	(*GetStatsResponse)(nil),       // 25: filestorage.v1.GetStatsResponse
-	(*structpb.Struct)(nil),        // 26: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 27: google.protobuf.Timestamp
+	(*GetUsageRequest)(nil),        // 26: filestorage.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),       // 27: filestorage.v1.GetUsageResponse
+	(*structpb.Struct)(nil),        // 28: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
 }
 var file_filestorage_v1_file_storage_proto_depIdxs = []int32{
 	0,  // 0: filestorage.v1.ObjectInfo.kind:type_name -> filestorage.v1.DataKind
-	26, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
+	28, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
 	1,  // 2: filestorage.v1.ObjectInfo.backend:type_name -> filestorage.v1.Backend
-	27, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
-	27, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
-	27, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
+	29, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: filestorage.v1.StoreRequest.kind:type_name -> filestorage.v1.DataKind
-	26, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
-	27, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
+	29, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: filestorage.v1.StoreResponse.object:type_name -> filestorage.v1.ObjectInfo
 	6,  // 10: filestorage.v1.StoreStreamRequest.header:type_name -> filestorage.v1.StoreStreamHeader
 	7,  // 11: filestorage.v1.StoreStreamRequest.trailer:type_name -> filestorage.v1.StoreStreamTrailer
 	0,  // 12: filestorage.v1.StoreStreamHeader.kind:type_name -> filestorage.v1.DataKind
-	26, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
-	27, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
+	29, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 15: filestorage.v1.StoreStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 16: filestorage.v1.RetrieveResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 17: filestorage.v1.RetrieveStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
@@ -2027,18 +2190,20 @@ var file_filestorage_v1_file_storage_proto_depIdxs = []int32{
 	19, // 28: filestorage.v1.FileStorageService.DeleteMany:input_type -> filestorage.v1.DeleteManyRequest
 	21, // 29: filestorage.v1.FileStorageService.ListKeys:input_type -> filestorage.v1.ListKeysRequest
 	23, // 30: filestorage.v1.FileStorageService.GetStats:input_type -> filestorage.v1.GetStatsRequest
-	4,  // 31: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
-	8,  // 32: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
-	10, // 33: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
-	12, // 34: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
-	14, // 35: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
-	16, // 36: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
-	18, // 37: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
-	20, // 38: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
-	22, // 39: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
-	25, // 40: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
+	26, // 31: filestorage.v1.FileStorageService.GetUsage:input_type -> filestorage.v1.GetUsageRequest
+	4,  // 32: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
+	8,  // 33: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
+	10, // 34: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
+	12, // 35: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
+	14, // 36: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
+	16, // 37: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
+	18, // 38: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
+	20, // 39: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
+	22, // 40: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
+	25, // 41: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
+	27, // 42: filestorage.v1.FileStorageService.GetUsage:output_type -> filestorage.v1.GetUsageResponse
+	32, // [32:43] is the sub-list for method output_type
+	21, // [21:32] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -2069,7 +2234,7 @@ func file_filestorage_v1_file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_filestorage_v1_file_storage_proto_rawDesc), len(file_filestorage_v1_file_storage_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

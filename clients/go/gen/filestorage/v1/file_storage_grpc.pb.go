@@ -29,6 +29,7 @@ const (
 	FileStorageService_DeleteMany_FullMethodName     = "/filestorage.v1.FileStorageService/DeleteMany"
 	FileStorageService_ListKeys_FullMethodName       = "/filestorage.v1.FileStorageService/ListKeys"
 	FileStorageService_GetStats_FullMethodName       = "/filestorage.v1.FileStorageService/GetStats"
+	FileStorageService_GetUsage_FullMethodName       = "/filestorage.v1.FileStorageService/GetUsage"
 )
 
 // FileStorageServiceClient is the client API for FileStorageService service.
@@ -62,6 +63,8 @@ type FileStorageServiceClient interface {
 	ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error)
 	// GetStats reports the daemon's state and counters.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// GetUsage counts the live objects under a prefix and their bytes (admin).
+	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
 }
 
 type fileStorageServiceClient struct {
@@ -184,6 +187,16 @@ func (c *fileStorageServiceClient) GetStats(ctx context.Context, in *GetStatsReq
 	return out, nil
 }
 
+func (c *fileStorageServiceClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, FileStorageService_GetUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FileStorageServiceServer is the server API for FileStorageService service.
 // All implementations must embed UnimplementedFileStorageServiceServer
 // for forward compatibility.
@@ -215,6 +228,8 @@ type FileStorageServiceServer interface {
 	ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error)
 	// GetStats reports the daemon's state and counters.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// GetUsage counts the live objects under a prefix and their bytes (admin).
+	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
 	mustEmbedUnimplementedFileStorageServiceServer()
 }
 
@@ -254,6 +269,9 @@ func (UnimplementedFileStorageServiceServer) ListKeys(context.Context, *ListKeys
 }
 func (UnimplementedFileStorageServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedFileStorageServiceServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
 }
 func (UnimplementedFileStorageServiceServer) mustEmbedUnimplementedFileStorageServiceServer() {}
 func (UnimplementedFileStorageServiceServer) testEmbeddedByValue()                            {}
@@ -438,6 +456,24 @@ func _FileStorageService_GetStats_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileStorageService_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileStorageServiceServer).GetUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileStorageService_GetUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileStorageServiceServer).GetUsage(ctx, req.(*GetUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FileStorageService_ServiceDesc is the grpc.ServiceDesc for FileStorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -476,6 +512,10 @@ var FileStorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStats",
 			Handler:    _FileStorageService_GetStats_Handler,
+		},
+		{
+			MethodName: "GetUsage",
+			Handler:    _FileStorageService_GetUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

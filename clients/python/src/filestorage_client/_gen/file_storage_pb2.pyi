@@ -300,3 +300,27 @@ class GetStatsResponse(_message.Message):
     version: str
     operations: _containers.RepeatedCompositeFieldContainer[OperationCount]
     def __init__(self, initialized: _Optional[bool] = ..., gcs_available: _Optional[bool] = ..., local_fallback_enabled: _Optional[bool] = ..., cache_enabled: _Optional[bool] = ..., compression_enabled: _Optional[bool] = ..., encryption_enabled: _Optional[bool] = ..., cache_entries: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., total_operations: _Optional[int] = ..., successful_operations: _Optional[int] = ..., failed_operations: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., compression_savings_bytes: _Optional[int] = ..., pending_replication: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ..., operations: _Optional[_Iterable[_Union[OperationCount, _Mapping]]] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("prefix", "page_token", "max_objects")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MAX_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    page_token: str
+    max_objects: int
+    def __init__(self, prefix: _Optional[str] = ..., page_token: _Optional[str] = ..., max_objects: _Optional[int] = ...) -> None: ...
+
+class GetUsageResponse(_message.Message):
+    __slots__ = ("object_count", "total_bytes", "stored_bytes", "next_page_token", "from_index")
+    OBJECT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    object_count: int
+    total_bytes: int
+    stored_bytes: int
+    next_page_token: str
+    from_index: bool
+    def __init__(self, object_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., next_page_token: _Optional[str] = ..., from_index: _Optional[bool] = ...) -> None: ...

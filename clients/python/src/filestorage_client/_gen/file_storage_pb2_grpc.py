@@ -87,6 +87,11 @@ class FileStorageServiceStub:
                 request_serializer=filestorage_dot_v1_dot_file__storage__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/filestorage.v1.FileStorageService/GetUsage',
+                request_serializer=filestorage_dot_v1_dot_file__storage__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class FileStorageServiceServicer:
@@ -168,6 +173,13 @@ class FileStorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """GetUsage counts the live objects under a prefix and their bytes (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileStorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +232,11 @@ def add_FileStorageServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.GetStatsRequest.FromString,
                     response_serializer=filestorage_dot_v1_dot_file__storage__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.GetUsageRequest.FromString,
+                    response_serializer=filestorage_dot_v1_dot_file__storage__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -495,6 +512,33 @@ class FileStorageService:
             '/filestorage.v1.FileStorageService/GetStats',
             filestorage_dot_v1_dot_file__storage__pb2.GetStatsRequest.SerializeToString,
             filestorage_dot_v1_dot_file__storage__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/filestorage.v1.FileStorageService/GetUsage',
+            filestorage_dot_v1_dot_file__storage__pb2.GetUsageRequest.SerializeToString,
+            filestorage_dot_v1_dot_file__storage__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
