@@ -6,8 +6,9 @@
 import * as fs from "node:fs";
 import { Command } from "commander";
 import { ConfigError, loadConfig, settings } from "../config/load-config.js";
-import { createLogger } from "../logger.js";
+import { createLogger, isPretty } from "../logger.js";
 import { startServer, type RunningServer } from "../server.js";
+import { startSentence } from "../start-line.js";
 import { VERSION } from "../version.js";
 import { registerClientCommands } from "./client-commands.js";
 import { settingsMarkdown } from "../config/settings-table.js";
@@ -58,7 +59,7 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, config.logFormat);
   let server: RunningServer | undefined;
   // Registered before start-up: Node's default for SIGHUP is to exit.
   process.on("SIGHUP", () => {
@@ -82,6 +83,8 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     process.stderr.write(`filestorage: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  // A person at a terminal gets the start line as a sentence, unless readable logs already show it there.
+  if (process.stderr.isTTY && !(isPretty(config.logFormat) && process.stdout.isTTY)) say(startSentence(server.startLine));
   let stopping = false;
   const stop = (running: RunningServer, signal: string) => {
     if (stopping) {
