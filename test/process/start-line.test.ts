@@ -204,6 +204,24 @@ describe("LOG_FORMAT", () => {
     expect(lines).toContainEqual(expect.stringMatching(new RegExp(`${stamp}INFO: FileStorage stopped$`)));
   });
 
+  test("pretty with stdout's reader gone (serve | head -1): logging stops and SIGTERM exits at once, as with JSON", async () => {
+    let serving = false;
+    const d = await daemon(
+      { LOCAL_STORAGE_PATH: storageFolder(), LOG_FORMAT: "pretty" },
+      {
+        closeStdoutWhenServing: true,
+        ready: (line) => {
+          if (line.includes("INFO: FileStorage is serving")) serving = true;
+          return serving ? /^\s+address: "(.+)"$/.exec(line)?.[1] : undefined;
+        },
+      },
+    );
+    const started = Date.now();
+    expect(await d.kill("SIGTERM")).toEqual({ code: 0, signal: null });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(d.stderr()).toMatch(/stdout failed \(EPIPE\): logging stopped/);
+  });
+
   test("json (the default): every line is one JSON object with a numeric level and msg", async () => {
     const d = await daemon({ LOCAL_STORAGE_PATH: storageFolder(), LOG_FORMAT: "json" });
     await d.stop();
