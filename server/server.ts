@@ -120,6 +120,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       chunkSize: config.chunkSize,
       version: VERSION,
       startedAt: Date.now(),
+      flush: (flushOpts) => stack.flush(flushOpts),
     }),
     ),
   );

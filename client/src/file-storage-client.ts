@@ -19,6 +19,7 @@ import {
   DeleteRequestSchema,
   ExistsRequestSchema,
   FileStorageService,
+  FlushRequestSchema,
   GetStatsRequestSchema,
   ListKeysRequestSchema,
   RetrieveRequestSchema,
@@ -34,6 +35,7 @@ import { checkInteger, type DownloadOptions, type DownloadToFileOptions, type Fi
 import { downloadToFile } from "./download-to-file.js";
 import { chunkFastPath, clientConstructor, type ServiceClient } from "./grpc-binding.js";
 import { FileStorageError } from "./file-storage-error.js";
+import { readFlush, type FlushOptions, type FlushProgress } from "./flush-call.js";
 import { toObjectInfo, toStorageStats, type ObjectInfo, type StorageStats } from "./object-info.js";
 import { openRetrieveStream, type TailCheck } from "./retrieve-stream-download.js";
 import { optionalBigInt, required, toStruct } from "./request-fields.js";
@@ -211,6 +213,20 @@ export class FileStorageClient {
     const request = create(GetStatsRequestSchema, {});
     const res = await this.unary(this.stub.getStats, request, true);
     return toStorageStats(res);
+  }
+
+  /**
+   * Drains the daemon's replication backlog into GCS now and resolves once it
+   * is empty, with the last report (admin right). Rejects UNAVAILABLE when GCS
+   * cannot be reached, DEADLINE_EXCEEDED after `timeoutSeconds`,
+   * FAILED_PRECONDITION when the daemon has no GCS tier. No client deadline
+   * of its own beyond `timeoutSeconds` (plus 30 s); never retried.
+   */
+  async flush(opts: FlushOptions = {}): Promise<FlushProgress> {
+    opts.signal?.throwIfAborted();
+    const request = create(FlushRequestSchema, { timeoutSeconds: opts.timeoutSeconds });
+    const callOptions = opts.timeoutSeconds ? { deadline: Date.now() + (opts.timeoutSeconds + 30) * 1000 } : {};
+    return readFlush(this.stub.flush(request, this.metadata.clone(), callOptions), opts);
   }
 
   /**

@@ -300,3 +300,23 @@ class GetStatsResponse(_message.Message):
     version: str
     operations: _containers.RepeatedCompositeFieldContainer[OperationCount]
     def __init__(self, initialized: _Optional[bool] = ..., gcs_available: _Optional[bool] = ..., local_fallback_enabled: _Optional[bool] = ..., cache_enabled: _Optional[bool] = ..., compression_enabled: _Optional[bool] = ..., encryption_enabled: _Optional[bool] = ..., cache_entries: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., total_operations: _Optional[int] = ..., successful_operations: _Optional[int] = ..., failed_operations: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., compression_savings_bytes: _Optional[int] = ..., pending_replication: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ..., operations: _Optional[_Iterable[_Union[OperationCount, _Mapping]]] = ...) -> None: ...
+
+class FlushRequest(_message.Message):
+    __slots__ = ("timeout_seconds",)
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    timeout_seconds: float
+    def __init__(self, timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class FlushResponse(_message.Message):
+    __slots__ = ("pending", "replicated", "failed", "oldest_pending_age_seconds", "done")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    REPLICATED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_PENDING_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    pending: int
+    replicated: int
+    failed: int
+    oldest_pending_age_seconds: float
+    done: bool
+    def __init__(self, pending: _Optional[int] = ..., replicated: _Optional[int] = ..., failed: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., done: _Optional[bool] = ...) -> None: ...
