@@ -38,6 +38,9 @@ export function exitCodeOf(code: status): number {
 
 type Access = "read" | "write";
 
+/** A local file problem already described (by the path as typed). */
+class LocalFileError extends FileStorageError {}
+
 /**
  * The failure a local file operation on `file` (as the user typed it) met,
  * as a FileStorageError with the code of the errno table; `err` is kept as
@@ -45,11 +48,11 @@ type Access = "read" | "write";
  */
 export function localFileError(err: unknown, file: string, access: Access): unknown {
   // A status the daemon (or the client) chose stays as it is; only a raw system error, or one the client could only call UNKNOWN, is local.
-  if (err instanceof FileStorageError && err.code !== status.UNKNOWN) return err;
+  if (err instanceof LocalFileError || (err instanceof FileStorageError && err.code !== status.UNKNOWN)) return err;
   const sys = systemErrorIn(err);
   if (!sys) return err;
   const [code, message] = describeErrno(sys.code!, file, access);
-  return new FileStorageError(code, message, { cause: err });
+  return new LocalFileError(code, message, { cause: err });
 }
 
 function describeErrno(errno: string, file: string, access: Access): [status, string] {
@@ -91,10 +94,15 @@ const NO_CONNECTION = /^(No connection established|Connection dropped|failed to 
  * anything else keeps its message without a stack.
  */
 export function describeFailure(err: unknown, address: string): FileStorageError {
+  if (err instanceof LocalFileError) return err;
   if (err instanceof FileStorageError) {
     if (err.code === status.UNAVAILABLE && NO_CONNECTION.test(err.details)) {
       const tls = /SSL|TLS|certificate|handshake/i.test(err.details) ? " over TLS: the handshake failed (check --tls-ca, --tls-cert, --tls-server-name)" : " (is it running? --address)";
       return new FileStorageError(status.UNAVAILABLE, `cannot reach the daemon at ${address}${tls}`, { cause: err });
+    }
+    // grpc-js's own deadline (the daemon never answered in time); the daemon's DEADLINE_EXCEEDED messages are its own words.
+    if (err.code === status.DEADLINE_EXCEEDED && /^Deadline exceeded after/.test(err.details)) {
+      return new FileStorageError(status.DEADLINE_EXCEEDED, `the daemon at ${address} did not answer in time (is it overloaded, or the address wrong? --address)`, { cause: err });
     }
     const sys = err.code === status.UNKNOWN ? systemErrorIn(err.cause) : undefined;
     return sys ? (localFileError(sys, sys.path ?? "a local file", "read") as FileStorageError) : err;
