@@ -312,7 +312,8 @@ export class FileStorageClient {
    * "<filePath>.g<generation>.partial", are checked against the object's
    * size and CRC32C, then renamed over `filePath`. A failed download leaves
    * the partial file; `resume: true` continues it from its size, provided
-   * the object still has that generation (otherwise it starts over).
+   * the object still has that generation and the partial file matches it
+   * (otherwise it starts over).
    * Resolves with the ObjectInfo; NOT_FOUND rejects.
    */
   async downloadToFile(key: string, filePath: string, opts: DownloadToFileOptions = {}): Promise<ObjectInfo> {
