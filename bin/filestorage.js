@@ -13,7 +13,4 @@ try {
   }
   throw err;
 }
-main.buildProgram().parseAsync(process.argv).catch((err) => {
-  process.stderr.write(`filestorage: ${err && err.message ? err.message : err}\n`);
-  process.exit(1);
-});
+main.run(process.argv);

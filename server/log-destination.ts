@@ -32,8 +32,19 @@ export interface FdDestination {
   readonly dropped: number;
 }
 
+/** Options of fdDestination. */
+export interface FdDestinationOptions {
+  /**
+   * Rewrites each JSON line (the dropped-lines notice too) before it is
+   * written, e.g. into a readable line; it runs in the writing thread, so it
+   * must be synchronous and must not throw.
+   */
+  format?: (line: string) => string;
+}
+
 /** A destination writing each line to `fd` (default stdout) synchronously. */
-export function fdDestination(fd = 1): FdDestination {
+export function fdDestination(fd = 1, opts: FdDestinationOptions = {}): FdDestination {
+  const format = opts.format ?? ((line: string) => line);
   const pause = new Int32Array(new SharedArrayBuffer(4));
   let stopped = false;
   let dropped = 0;
@@ -61,10 +72,10 @@ export function fdDestination(fd = 1): FdDestination {
   return {
     write(line: string) {
       if (stopped) return;
-      let text = line;
+      let text = format(line);
       if (dropped > 0) {
         const notice = { level: 40, time: Date.now(), pid: process.pid, msg: `${dropped} log lines were dropped: stdout was not being read` };
-        text = JSON.stringify(notice) + "\n" + text;
+        text = format(JSON.stringify(notice) + "\n") + text;
       }
       if (torn) text = "\n" + text;
       try {

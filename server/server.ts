@@ -30,6 +30,7 @@ import { PRIVATE_FOLDER_MODE } from "./backends/fs/private-files.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createMetrics, serveMetrics, type Metrics } from "./metrics/metrics.js";
 import { createFileStorageHandlers } from "./rpc/file-storage-service.js";
+import { startLine, type StartLine } from "./start-line.js";
 import { VERSION } from "./version.js";
 
 export interface RunningServer {
@@ -40,6 +41,8 @@ export interface RunningServer {
   stack: Stack;
   metrics: Metrics;
   metricsPort?: number;
+  /** What the "FileStorage is serving" log line said: address, storage, mode, TLS, auth, encryption, cache, metrics, version. */
+  startLine: StartLine;
   /**
    * Reads AUTH_TOKENS_FILE again (the daemon calls it on SIGHUP). A good file
    * takes effect for the calls that start afterwards; a bad one (or an empty
@@ -130,6 +133,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       chunkSize: config.chunkSize,
       version: VERSION,
       startedAt: Date.now(),
+      flush: (flushOpts) => stack.flush(flushOpts),
     }),
     ),
   );
@@ -179,7 +183,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   healthTimer.unref();
 
   const metricsServer = config.metricsPort > 0 ? await serveMetrics(metrics, config.metricsHost, config.metricsPort) : undefined;
-  log.info({ address: `${host}:${port}`, gcs: Boolean(config.gcsBucketName), metricsPort: metricsServer?.port }, "FileStorage is serving");
+  const started = startLine(config, { address: `${host}:${port}`, metricsPort: metricsServer?.port, status: stack.status(), version: VERSION });
+  log.info({ ...started }, "FileStorage is serving");
 
   return {
     address: `${host}:${port}`,
@@ -187,6 +192,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     stack,
     metrics,
     metricsPort: metricsServer?.port,
+    startLine: started,
     reload: () => reloadTokens(config, auth, log),
     async shutdown(graceMs = config.shutdownGraceSeconds * 1000) {
       if (shuttingDown) return;

@@ -32,12 +32,13 @@ import { createChainBackend } from "./engine/chain-backend.js";
 import { CircuitBreaker, type BreakerState } from "./engine/circuit-breaker.js";
 import { createEngine, type Engine } from "./engine/engine.js";
 import { startExpirySweeper, type ExpirySweeper } from "./engine/expiry.js";
+import { flushBacklog, type FlushOptions, type FlushProgress } from "./engine/flush.js";
 import { countUsage, createQuotas, type Quotas } from "./engine/quota.js";
 import { startReplicator, type Outcome, type Replicator } from "./engine/replicator.js";
 import { createSharedQuotas } from "./engine/shared-quotas.js";
 import { createMetricsBackend, type TierObserver } from "./metrics/metrics-backend.js";
 import type { Tracer } from "@opentelemetry/api";
-import { Code, StorageError } from "./storage-error.js";
+import { Code, StorageError, failedPrecondition } from "./storage-error.js";
 
 /** While the store's shared-cache key is unknown, a lookup tries to load it at most this often. */
 const CACHE_KEY_RETRY_MS = 2000;
@@ -90,6 +91,12 @@ export interface Stack {
   probe(signal?: AbortSignal): Promise<void>;
   /** Runs one replication pass (no-op without GCS). */
   replicate(): Promise<{ replicated: number; remaining: number }>;
+  /**
+   * Drains the replication backlog now and waits until it is empty
+   * (engine/flush.ts: UNAVAILABLE when GCS cannot be reached, DEADLINE_EXCEEDED
+   * after opts.timeoutMs); FAILED_PRECONDITION when there is no GCS tier.
+   */
+  flush(opts?: FlushOptions): Promise<FlushProgress>;
   /** Deletes expired objects (and, with GCS, sweeps the bucket); returns how many expired ones. */
   sweepExpired(opts?: { gcs?: boolean }): Promise<number>;
   /** The parts, for admin work and tests. */
@@ -267,12 +274,20 @@ async function assemble(
     log: events.log,
   });
 
+  const backlog = () => {
+    const pending = outbox?.stats() ?? { count: 0 };
+    return {
+      count: pending.count,
+      oldestAgeSeconds: pending.oldestCreatedAt === undefined ? 0 : (Date.now() - pending.oldestCreatedAt) / 1000,
+    };
+  };
+
   return {
     engine,
     store,
     probe: (signal) => store.probe(signal),
     status() {
-      const pending = outbox?.stats() ?? { count: 0 };
+      const pending = backlog();
       return {
         initialized: true,
         gcsEnabled: breaker !== undefined,
@@ -283,13 +298,16 @@ async function assemble(
         compressionEnabled: config.enableCompression,
         encryptionEnabled: keyring !== undefined,
         cache: cache?.cacheStats() ?? { entries: 0, bytes: 0, hits: 0, misses: 0 },
-        pending: {
-          count: pending.count,
-          oldestAgeSeconds: pending.oldestCreatedAt === undefined ? 0 : (Date.now() - pending.oldestCreatedAt) / 1000,
-        },
+        pending,
       };
     },
     replicate: () => replicator?.drain() ?? Promise.resolve({ replicated: 0, remaining: 0 }),
+    async flush(opts) {
+      if (!replicator || !breaker) {
+        throw failedPrecondition("this daemon has no GCS tier (GCS_BUCKET_NAME is unset): it keeps no replication backlog, there is nothing to flush");
+      }
+      return flushBacklog({ replicator, breaker, backlog }, opts);
+    },
     sweepExpired: (opts) => sweeper.sweep(opts),
     parts: { local, gcs, breaker, replicator, cache, quotas },
     async close() {

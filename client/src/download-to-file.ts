@@ -3,7 +3,8 @@
  * "<file>.g<generation>.partial", are checked against the object's size and
  * CRC32C, then renamed over the file. A failed download leaves the partial
  * file; a resumed one continues it from its size, provided the object still
- * has that generation (otherwise it starts over).
+ * has that generation (otherwise it starts over), and starts over when the
+ * partial file turns out not to match the object.
  */
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
@@ -26,32 +27,50 @@ export interface DownloadSource {
   openDownload(key: string, opts: DownloadOptions, check: TailCheck | undefined): Promise<{ info: WireObjectInfo; stream: Readable }>;
 }
 
+/**
+ * Downloads `key` into `filePath` (see the file comment). A resumed download
+ * whose partial file does not match the object (damaged on disk, or not this
+ * object's bytes) is not an error: the partial file is removed and the
+ * download starts over, once. A fresh download that fails its check is DATA_LOSS.
+ */
 export async function downloadToFile(source: DownloadSource, key: string, filePath: string, opts: DownloadToFileOptions = {}): Promise<ObjectInfo> {
-  let check: TailCheck = { offset: 0, initialCrc: 0 };
-  let generation: bigint | undefined;
-  if (opts.resume) {
-    const current = await source.stat(key);
-    if (!current) throw new FileStorageError(grpc.status.NOT_FOUND, `no object under key "${key}"`);
-    const partial = partialPath(filePath, current.generation);
-    const have = await fsp.stat(partial).catch(() => undefined);
-    if (have && have.size <= current.size) {
-      check = { offset: have.size, initialCrc: await crcOfFile(partial) };
-      generation = current.generation;
-    }
-    if (have && have.size === current.size) {
-      // Already whole (an earlier call stopped before the rename): check, then rename.
-      if (check.initialCrc !== current.crc32c) {
-        await fsp.rm(partial, { force: true });
-        throw new FileStorageError(grpc.status.DATA_LOSS, `partial download of "${key}" does not match the object`);
-      }
+  if (!opts.resume) return fetchInto(source, key, filePath, opts, undefined);
+  const current = await source.stat(key);
+  if (!current) throw new FileStorageError(grpc.status.NOT_FOUND, `no object under key "${key}"`);
+  const partial = partialPath(filePath, current.generation);
+  const have = await fsp.stat(partial).catch(() => undefined);
+  if (!have || have.size > current.size) return fetchInto(source, key, filePath, opts, undefined);
+  const initialCrc = await crcOfFile(partial);
+  if (have.size === current.size) {
+    // Already whole (an earlier call stopped before the rename): check, then rename.
+    if (initialCrc === current.crc32c) {
       opts.onProgress?.(current.size, current.size);
       await finishPartial(partial, filePath);
       return current;
     }
+  } else {
+    try {
+      return await fetchInto(source, key, filePath, opts, { offset: have.size, initialCrc, generation: current.generation });
+    } catch (err) {
+      if (opts.signal?.aborted || !FileStorageError.is(err, grpc.status.DATA_LOSS)) throw err;
+    }
   }
+  // The partial file's bytes are not the object's: start over.
+  await fsp.rm(partial, { force: true });
+  return fetchInto(source, key, filePath, opts, undefined);
+}
 
+/** Downloads into the partial file (from `resume.offset`, appending) and renames it over `filePath`. */
+async function fetchInto(
+  source: DownloadSource,
+  key: string,
+  filePath: string,
+  opts: DownloadToFileOptions,
+  resume: { offset: number; initialCrc: number; generation: bigint } | undefined,
+): Promise<ObjectInfo> {
+  const check: TailCheck = resume ? { offset: resume.offset, initialCrc: resume.initialCrc } : { offset: 0, initialCrc: 0 };
   const signal = opts.signal;
-  const opened = await source.openDownload(key, { offset: check.offset, ifGenerationMatch: generation, signal }, check);
+  const opened = await source.openDownload(key, { offset: check.offset, ifGenerationMatch: resume?.generation, signal }, check);
   const info = toObjectInfo(opened.info);
   const partial = partialPath(filePath, info.generation);
   let received = check.offset;

@@ -19,6 +19,7 @@ import {
   DeleteRequestSchema,
   ExistsRequestSchema,
   FileStorageService,
+  FlushRequestSchema,
   GetStatsRequestSchema,
   GetUsageRequestSchema,
   ListKeysRequestSchema,
@@ -35,6 +36,7 @@ import { checkInteger, type DownloadOptions, type DownloadToFileOptions, type Fi
 import { downloadToFile } from "./download-to-file.js";
 import { chunkFastPath, clientConstructor, type ServiceClient } from "./grpc-binding.js";
 import { FileStorageError } from "./file-storage-error.js";
+import { readFlush, type FlushOptions, type FlushProgress } from "./flush-call.js";
 import { toObjectInfo, toStorageStats, type ObjectInfo, type StorageStats, type Usage } from "./object-info.js";
 import { openRetrieveStream, type TailCheck } from "./retrieve-stream-download.js";
 import { optionalBigInt, required, toStruct } from "./request-fields.js";
@@ -238,6 +240,20 @@ export class FileStorageClient {
   }
 
   /**
+   * Drains the daemon's replication backlog into GCS now and resolves once it
+   * is empty, with the last report (admin right). Rejects UNAVAILABLE when GCS
+   * cannot be reached, DEADLINE_EXCEEDED after `timeoutSeconds`,
+   * FAILED_PRECONDITION when the daemon has no GCS tier. No client deadline
+   * of its own beyond `timeoutSeconds` (plus 30 s); never retried.
+   */
+  async flush(opts: FlushOptions = {}): Promise<FlushProgress> {
+    opts.signal?.throwIfAborted();
+    const request = create(FlushRequestSchema, { timeoutSeconds: opts.timeoutSeconds });
+    const callOptions = opts.timeoutSeconds ? { deadline: Date.now() + (opts.timeoutSeconds + 30) * 1000 } : {};
+    return readFlush(this.stub.flush(request, this.metadata.clone(), callOptions), opts);
+  }
+
+  /**
    * Streams `source` (a file path, a Readable, or any async iterable of
    * bytes) into `key` with StoreStream at constant memory: a header, chunks
    * of chunkSize sent as fast as the daemon takes them, and a trailer with the
@@ -320,7 +336,8 @@ export class FileStorageClient {
    * "<filePath>.g<generation>.partial", are checked against the object's
    * size and CRC32C, then renamed over `filePath`. A failed download leaves
    * the partial file; `resume: true` continues it from its size, provided
-   * the object still has that generation (otherwise it starts over).
+   * the object still has that generation and the partial file matches it
+   * (otherwise it starts over).
    * Resolves with the ObjectInfo; NOT_FOUND rejects.
    */
   async downloadToFile(key: string, filePath: string, opts: DownloadToFileOptions = {}): Promise<ObjectInfo> {

@@ -13,6 +13,7 @@ export {
   type ListKeysOptions,
   type ListKeysPage,
 } from "./file-storage-client.js";
+export type { FlushOptions, FlushProgress } from "./flush-call.js";
 export { channelOptions } from "./channel-options.js";
 export { FileStorageError, codeName } from "./file-storage-error.js";
 export type { ObjectInfo, StorageStats, OperationCount, BackendName, Usage } from "./object-info.js";

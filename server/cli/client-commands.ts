@@ -1,22 +1,24 @@
 /**
  * The `filestorage` commands that talk to a running daemon through the client
- * package: put, get, ls, rm, stat, stats, usage. Output goes to stdout (data, JSON,
- * listings); progress bars and errors go to stderr, bars only on a terminal.
+ * package: put, get, ls, rm, stat, stats, flush, usage. Output goes to stdout (data,
+ * JSON, listings, summaries); progress bars and errors go to stderr, bars only
+ * on a terminal.
  *
- * Exit codes: 0 done; 1 any error, printed as one line
- * `filestorage: <CODE_NAME>: <message>`; 2 when the key was not found
- * (get, stat, and rm when any key was missing).
+ * Errors are one line `filestorage: <CODE_NAME>: <message>`; exit codes: 0
+ * done, 2 for INVALID_ARGUMENT (usage, bad flags and keys) and NOT_FOUND (a
+ * missing key or local file; rm when any key was missing), 1 for any other
+ * failure (cli-errors.ts has the table, local file errors included).
  */
 import * as fs from "node:fs";
+import * as fsp from "node:fs/promises";
+import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { InvalidArgumentError, Option, type Command } from "commander";
-import { Presets, SingleBar } from "cli-progress";
-import { FileStorageClient, FileStorageError, status, type DataKindName, type TlsOptions, type Usage } from "../../client/src/index.js";
-import { humanBytes } from "./human-size.js";
-
-const EXIT_FAILED = 1;
-const EXIT_NOT_FOUND = 2;
-const MiB = 1024 * 1024;
+import { FileStorageClient, FileStorageError, status, type DataKindName, type FlushProgress, type TlsOptions, type Usage } from "../../client/src/index.js";
+import { EXIT_USAGE, localFileError, reportFailure, usageError } from "./cli-errors.js";
+import { humanSize, longHeader, longObjectRow, longPrefixRow } from "./list-format.js";
+import { byteBar, countBar, flushBar } from "./progress-bars.js";
+import { terminalGuard } from "./terminal-guard.js";
 
 interface GlobalOptions {
   address: string;
@@ -70,15 +72,14 @@ export function registerClientCommands(program: Command): void {
     .action((key: string, file: string | undefined, opts: PutOptions, cmd: Command) =>
       withClient(cmd, async (client) => {
         const fromStdin = file === undefined || file === "-";
-        const bar = fromStdin ? undefined : progressBar("put");
+        const metadata = opts.metadata === undefined ? undefined : parseMetadata(opts.metadata);
+        const ifGenerationMatch = opts.ifGenerationMatch === undefined ? undefined : parseGeneration(opts.ifGenerationMatch);
+        if (!fromStdin) await checkReadableFile(file);
+        const bar = fromStdin ? undefined : byteBar("put");
         try {
-          const info = await client.upload(key, fromStdin ? process.stdin : file, {
-            kind: opts.kind,
-            contentType: opts.contentType,
-            metadata: opts.metadata === undefined ? undefined : parseMetadata(opts.metadata),
-            ifGenerationMatch: opts.ifGenerationMatch === undefined ? undefined : parseGeneration(opts.ifGenerationMatch),
-            onProgress: bar?.update,
-          });
+          const info = await client
+            .upload(key, fromStdin ? process.stdin : file, { kind: opts.kind, contentType: opts.contentType, metadata, ifGenerationMatch, onProgress: bar?.update })
+            .catch((err: unknown) => Promise.reject(fromStdin ? err : localFileError(err, file, "read")));
           bar?.stop();
           printJson(info);
         } finally {
@@ -92,17 +93,26 @@ export function registerClientCommands(program: Command): void {
     .description("write the object under KEY to a file, or stdout")
     .argument("<key>", "object key")
     .argument("[file]", "file to write; - or absent writes stdout")
-    .option("--resume", "continue an interrupted download into FILE of the same generation")
-    .action((key: string, file: string | undefined, opts: { resume?: boolean }, cmd: Command) =>
+    .option("--resume", "continue an interrupted download into FILE of the same generation (a damaged partial file starts over)")
+    .option("--force", "write a bytes object to stdout even when stdout is a terminal")
+    .action((key: string, file: string | undefined, opts: { resume?: boolean; force?: boolean }, cmd: Command) =>
       withClient(cmd, async (client) => {
         if (file === undefined || file === "-") {
-          const { stream } = await client.download(key);
-          await pipeline(stream, process.stdout).catch(ignoreClosedStdout);
+          const { info, stream } = await client.download(key);
+          // Binary on a terminal can leave it unusable: refuse, unless told (terminal-guard.ts).
+          const guarded = process.stdout.isTTY && !opts.force && info.kind === "bytes";
+          await (guarded ? pipeline(stream, terminalGuard(key, info.size), process.stdout) : pipeline(stream, process.stdout)).catch(ignoreClosedStdout);
           return;
         }
-        const bar = progressBar("get");
+        const existing = await fsp.stat(file).catch(() => undefined);
+        if (existing?.isDirectory()) {
+          throw usageError(`${file} is a folder: name the file to write, e.g. ${path.join(file, path.posix.basename(key))}`);
+        }
+        const bar = byteBar("get");
         try {
-          await client.downloadToFile(key, file, { resume: opts.resume, onProgress: bar?.update });
+          await client
+            .downloadToFile(key, file, { resume: opts.resume, onProgress: bar?.update })
+            .catch((err: unknown) => Promise.reject(localFileError(err, file, "write")));
         } finally {
           bar?.stop();
         }
@@ -113,12 +123,15 @@ export function registerClientCommands(program: Command): void {
     .command("ls")
     .description("list keys under PREFIX, in order")
     .argument("[prefix]", "key prefix", "")
-    .option("-l, --long", "also print size, generation, backend and update time")
+    .option("-l, --long", "a table: size, generation, tier, pending replication, update time (UTC), key")
+    .option("--bytes", "with --long: sizes in exact bytes instead of KiB/MiB/GiB")
     .option("-d, --delimiter <delimiter>", "roll keys up at this separator (usually /)")
     .option("--page-size <n>", "keys per request (default: the daemon's, 1000)", parsePageSize)
-    .action((prefix: string, opts: { long?: boolean; delimiter?: string; pageSize?: number }, cmd: Command) =>
+    .action((prefix: string, opts: { long?: boolean; bytes?: boolean; delimiter?: string; pageSize?: number }, cmd: Command) =>
       withClient(cmd, async (client) => {
+        const format = { bytes: opts.bytes === true };
         let pageToken: string | undefined;
+        let first = true;
         do {
           const page = await client.listKeys({
             prefix,
@@ -129,12 +142,12 @@ export function registerClientCommands(program: Command): void {
           });
           const lines = page.keys.map((key, i) => {
             const info = page.objects[i];
-            if (!opts.long || !info) return { name: key, line: key };
-            const updated = info.updatedAt?.toISOString() ?? "-";
-            return { name: key, line: `${info.size}\t${info.generation}\t${info.backend}\t${updated}\t${key}` };
+            return { name: key, line: opts.long && info ? longObjectRow(info, format) : key };
           });
-          for (const p of page.prefixes) lines.push({ name: p, line: opts.long ? `-\t-\t-\t-\t${p}` : p });
+          for (const p of page.prefixes) lines.push({ name: p, line: opts.long ? longPrefixRow(p, format) : p });
           lines.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+          if (opts.long && first) lines.unshift({ name: "", line: longHeader(format) });
+          first = false;
           if (lines.length > 0) await write(lines.map((l) => l.line + "\n").join(""));
           pageToken = page.nextPageToken;
         } while (pageToken);
@@ -151,10 +164,10 @@ export function registerClientCommands(program: Command): void {
         for (const key of keys) {
           if (!(await client.delete(key))) {
             missing = true;
-            printError(new FileStorageError(status.NOT_FOUND, `no object under key "${key}"`));
+            reportFailure(new FileStorageError(status.NOT_FOUND, `no object under key "${key}"`), "");
           }
         }
-        return missing ? EXIT_NOT_FOUND : 0;
+        return missing ? EXIT_USAGE : 0;
       }),
     );
 
@@ -180,42 +193,59 @@ export function registerClientCommands(program: Command): void {
     );
 
   program
+    .command("flush")
+    .description(
+      "replicate every write kept on the local tier (during a GCS outage) to GCS now and wait until none is pending, " +
+        "e.g. before planned maintenance; fails UNAVAILABLE while GCS cannot be reached",
+    )
+    .option("--timeout <seconds>", "give up (DEADLINE_EXCEEDED) after this many seconds with writes still pending", parseSeconds)
+    .action((opts: { timeout?: number }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const bar = flushBar();
+        try {
+          const last = await client.flush({ timeoutSeconds: opts.timeout, onProgress: bar?.update });
+          bar?.stop();
+          await write(flushSummary(last) + "\n");
+        } finally {
+          bar?.stop();
+        }
+      }),
+    );
+
+  program
     .command("usage")
     .description("count the objects under PREFIX (every key when absent) and their bytes (GetUsage; needs the admin right)")
     .argument("[prefix]", "key prefix", "")
     .option("--json", "print the counts as JSON")
-    .option("--page-size <n>", "objects the daemon counts per call, when it lists (default 10000)", parsePageSize)
+    .option("--page-size <n>", "objects the daemon counts per call when it lists (default 10000)", parsePageSize)
     .action((prefix: string, opts: { json?: boolean; pageSize?: number }, cmd: Command) =>
       withClient(cmd, async (client) => {
-        const progress = countProgress(prefix);
-        let usage;
+        const bar = countBar(prefix);
+        let usage: Usage;
         try {
-          usage = await client.getUsage(prefix, { pageSize: opts.pageSize, onProgress: progress?.update });
+          usage = await client.getUsage(prefix, { pageSize: opts.pageSize, onProgress: bar?.update });
         } finally {
-          progress?.stop();
+          bar?.stop();
         }
-        if (opts.json) return printJson({ prefix, ...usage });
-        const where = prefix === "" ? "every key" : prefix;
-        await write(
-          `${where}: ${usage.objectCount} object${usage.objectCount === 1 ? "" : "s"}, ` +
-            `${humanBytes(usage.totalBytes)} (${usage.totalBytes} bytes), stored ${humanBytes(usage.storedBytes)} (${usage.storedBytes} bytes)\n`,
-        );
+        if (opts.json) printJson({ prefix, ...usage });
+        else await write(usageSummary(prefix, usage) + "\n");
       }),
     );
 }
 
-/** The running count on stderr while the daemon lists (a terminal only). */
-function countProgress(prefix: string): { update: (u: Usage) => void; stop: () => void } | undefined {
-  if (!process.stderr.isTTY) return undefined;
-  const bar = new SingleBar(
-    { stream: process.stderr, format: `usage ${prefix || "(every key)"} | {objects} objects | {bytes}`, hideCursor: true },
-    Presets.shades_classic,
+/** The one line `usage` prints: the count and both sizes, human and exact. */
+function usageSummary(prefix: string, u: Usage): string {
+  const where = prefix === "" ? "every key" : prefix;
+  return (
+    `${where}: ${u.objectCount} object${u.objectCount === 1 ? "" : "s"}, ` +
+    `${humanSize(u.totalBytes)} (${u.totalBytes} bytes), stored ${humanSize(u.storedBytes)} (${u.storedBytes} bytes)`
   );
-  bar.start(0, 0, { objects: 0, bytes: humanBytes(0) });
-  return {
-    update: (u) => bar.update(0, { objects: u.objectCount, bytes: humanBytes(u.totalBytes) }),
-    stop: () => bar.stop(),
-  };
+}
+
+/** The one line `flush` prints when it is done (the bar shows the rest on a terminal). */
+function flushSummary(p: FlushProgress): string {
+  const writes = `${p.replicated} write${p.replicated === 1 ? "" : "s"}`;
+  return `flush done: ${writes} replicated to GCS, ${p.failed} failed attempt${p.failed === 1 ? "" : "s"} retried, ${p.pending} pending`;
 }
 
 interface PutOptions {
@@ -237,8 +267,7 @@ async function withClient(cmd: Command, fn: (client: FileStorageClient) => Promi
     const code = await fn(client);
     if (code) process.exitCode = code;
   } catch (err) {
-    printError(err);
-    process.exitCode = FileStorageError.is(err, status.NOT_FOUND) ? EXIT_NOT_FOUND : EXIT_FAILED;
+    process.exitCode = reportFailure(err, opts.address);
   } finally {
     client?.close();
   }
@@ -248,25 +277,35 @@ async function withClient(cmd: Command, fn: (client: FileStorageClient) => Promi
 function tlsOptions(opts: GlobalOptions): TlsOptions | false {
   const ca = opts.tlsCa ?? opts.caCert;
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
-    throw new FileStorageError(status.INVALID_ARGUMENT, "--tls-cert and --tls-key go together: give both (mutual TLS) or neither");
+    throw usageError("--tls-cert and --tls-key go together: give both (mutual TLS) or neither");
   }
   if (!opts.tls && ca === undefined && opts.tlsCert === undefined && opts.tlsServerName === undefined) return false;
+  const read = (file: string | undefined, flag: string) => {
+    if (file === undefined) return undefined;
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw localFileError(err, `${file} (${flag})`, "read");
+    }
+  };
   return {
-    rootCerts: ca === undefined ? undefined : fs.readFileSync(ca),
-    certChain: opts.tlsCert === undefined ? undefined : fs.readFileSync(opts.tlsCert),
-    privateKey: opts.tlsKey === undefined ? undefined : fs.readFileSync(opts.tlsKey),
+    rootCerts: read(ca, "--tls-ca"),
+    certChain: read(opts.tlsCert, "--tls-cert"),
+    privateKey: read(opts.tlsKey, "--tls-key"),
     serverNameOverride: opts.tlsServerName,
   };
 }
 
-/** One line on stderr: `filestorage: <CODE_NAME>: <message>`. */
-function printError(err: unknown): void {
-  let line: string;
-  if (err instanceof FileStorageError) line = `${err.codeName}: ${err.details}`;
-  // Node's system errors already read "ENOENT: no such file or directory, ...".
-  else if (err instanceof Error && typeof (err as NodeJS.ErrnoException).code === "string") line = err.message;
-  else line = `UNKNOWN: ${err instanceof Error ? err.message : String(err)}`;
-  process.stderr.write(`filestorage: ${line}\n`);
+/** NOT_FOUND, PERMISSION_DENIED or INVALID_ARGUMENT (a folder) before an upload of `file` starts. */
+async function checkReadableFile(file: string): Promise<void> {
+  let stat;
+  try {
+    stat = await fsp.stat(file);
+    await fsp.access(file, fs.constants.R_OK);
+  } catch (err) {
+    throw localFileError(err, file, "read");
+  }
+  if (stat.isDirectory()) throw usageError(`${file} is a folder, not a file`);
 }
 
 function printJson(value: unknown): void {
@@ -289,10 +328,10 @@ function parseMetadata(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new FileStorageError(status.INVALID_ARGUMENT, `--metadata is not JSON: ${(err as Error).message}`);
+    throw usageError(`--metadata is not JSON: ${(err as Error).message}`);
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new FileStorageError(status.INVALID_ARGUMENT, "--metadata must be a JSON object");
+    throw usageError("--metadata must be a JSON object");
   }
   return value as Record<string, unknown>;
 }
@@ -305,46 +344,15 @@ function parsePageSize(text: string): number {
   return n;
 }
 
+function parseSeconds(text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("--timeout must be a number of seconds above 0");
+  return n;
+}
+
 function parseGeneration(text: string): bigint {
   if (!/^\d+$/.test(text)) {
-    throw new FileStorageError(status.INVALID_ARGUMENT, `--if-generation-match must be a whole number, got "${text}"`);
+    throw usageError(`--if-generation-match must be a whole number, got "${text}"`);
   }
   return BigInt(text);
-}
-
-interface Progress {
-  update: (done: number, total?: number) => void;
-  stop: () => void;
-}
-
-/** A byte progress bar on stderr, or undefined when stderr is not a terminal. */
-function progressBar(label: string): Progress | undefined {
-  if (!process.stderr.isTTY) return undefined;
-  const bar = new SingleBar(
-    {
-      stream: process.stderr,
-      format: `${label} [{bar}] {percentage}% | {doneMiB}/{totalMiB} MiB`,
-      hideCursor: true,
-    },
-    Presets.shades_classic,
-  );
-  let started = false;
-  let stopped = false;
-  const mib = (n: number): string => (n / MiB).toFixed(1);
-  return {
-    update: (done, total) => {
-      const payload = { doneMiB: mib(done), totalMiB: total === undefined ? "?" : mib(total) };
-      if (!started) {
-        started = true;
-        bar.start(total ?? 0, done, payload);
-      } else {
-        if (total !== undefined) bar.setTotal(total);
-        bar.update(done, payload);
-      }
-    },
-    stop: () => {
-      if (started && !stopped) bar.stop();
-      stopped = true;
-    },
-  };
 }

@@ -4,16 +4,24 @@
  * SIGTERM/SIGINT and reloads AUTH_TOKENS_FILE on SIGHUP.
  */
 import * as fs from "node:fs";
-import { Command } from "commander";
+import { Command, CommanderError } from "commander";
 import { ConfigError, loadConfig, settings } from "../config/load-config.js";
-import { createLogger } from "../logger.js";
+import { createLogger, isPretty } from "../logger.js";
 import { startServer, type RunningServer } from "../server.js";
+import { startSentence } from "../start-line.js";
 import { VERSION } from "../version.js";
+import { EXIT_USAGE } from "./cli-errors.js";
 import { registerClientCommands } from "./client-commands.js";
 import { settingsMarkdown } from "../config/settings-table.js";
 
 export function buildProgram(): Command {
-  const program = new Command("filestorage").version(VERSION).description("FileStorage: a gRPC storage daemon");
+  const program = new Command("filestorage")
+    // Before any subcommand is added, so every one inherits both: usage errors
+    // read like every other error and exit 2 (run() below), not commander's 1.
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`filestorage: INVALID_ARGUMENT: ${text.replace(/^error: /, "")}`) })
+    .version(VERSION)
+    .description("FileStorage: a gRPC storage daemon");
   const serve = program
     .command("serve")
     .description("run the daemon (settings: flags beat environment beat config file beat defaults)")
@@ -58,7 +66,7 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, config.logFormat);
   let server: RunningServer | undefined;
   // Registered before start-up: Node's default for SIGHUP is to exit.
   process.on("SIGHUP", () => {
@@ -82,6 +90,8 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     process.stderr.write(`filestorage: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  // A person at a terminal gets the start line as a sentence, unless readable logs already show it there.
+  if (process.stderr.isTTY && !(isPretty(config.logFormat) && process.stdout.isTTY)) say(startSentence(server.startLine));
   let stopping = false;
   const stop = (running: RunningServer, signal: string) => {
     if (stopping) {
@@ -108,9 +118,23 @@ async function runDaemon(flags: Record<string, unknown>): Promise<void> {
   if (requested) stop(server, requested);
 }
 
-if (require.main === module) {
-  buildProgram().parseAsync(process.argv).catch((err: unknown) => {
-    process.stderr.write(`filestorage: ${(err as Error).message}\n`);
-    process.exit(1);
-  });
+/**
+ * Runs the `filestorage` command line. A usage error (unknown command or
+ * option, missing argument, bad option value) has been printed by commander
+ * as `filestorage: INVALID_ARGUMENT: ...` and exits 2; --help and --version
+ * exit 0; anything else unexpected is one line and exit 1.
+ */
+export async function run(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE;
+      return;
+    }
+    process.stderr.write(`filestorage: UNKNOWN: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  }
 }
+
+if (require.main === module) void run(process.argv);

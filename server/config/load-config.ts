@@ -21,6 +21,8 @@ export { settings, type SettingInfo } from "./settings.js";
 export { formatBytes } from "./value-kinds.js";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+/** LOG_FORMAT: JSON lines, readable lines, or readable on a terminal only. */
+export type LogFormat = "json" | "pretty" | "auto";
 
 /** The validated configuration. Paths are absolute; sizes are bytes. */
 export interface Config {
@@ -95,6 +97,7 @@ export interface Config {
   /** How long GCS keeps the tombstone of a deleted key (guards against older writes replayed late). */
   tombstoneRetentionSeconds: number;
   logLevel: LogLevel;
+  logFormat: LogFormat;
 }
 
 /** A bad setting. The message is one line, safe to print: no key material. */

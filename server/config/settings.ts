@@ -362,7 +362,17 @@ export const defs = {
     ),
     allowed: "fatal, error, warn, info, debug or trace",
     default: "info",
-    description: "log level (JSON logs on stdout)",
+    description: "log level",
+  },
+  logFormat: {
+    env: "LOG_FORMAT",
+    schema: z.preprocess(
+      (value) => (typeof value === "string" ? value.trim().toLowerCase() : value),
+      z.enum(["json", "pretty", "auto"]),
+    ),
+    allowed: "json, pretty or auto (pretty when stdout is a terminal, else json)",
+    default: "json",
+    description: "how log lines on stdout read: one JSON object per line, or a readable line per entry (pino-pretty)",
   },
 } satisfies Record<string, SettingDef>;
 

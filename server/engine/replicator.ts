@@ -47,9 +47,20 @@ export interface ReplicatorOptions {
 
 export type Outcome = "copied" | "superseded";
 
+/** What one pass did. */
+export interface PassResult {
+  replicated: number;
+  /** Entries still in the outbox when the pass ended. */
+  remaining: number;
+  /** The pass stopped because the primary could not be reached (an outage, or the breaker open). */
+  unreachable: boolean;
+}
+
 export interface Replicator {
-  /** Runs one pass now (also used by tests); resolves when it is done. */
-  drain(): Promise<{ replicated: number; remaining: number }>;
+  /** Runs one pass now, or joins the one running (also used by tests); resolves when it is done. */
+  drain(): Promise<PassResult>;
+  /** Entries done and attempts failed since the replicator started (Flush reports the difference). */
+  totals(): { replicated: number; failed: number };
   /** Asks for a pass soon (after the primary came back). */
   kick(): void;
   stop(): Promise<void>;
@@ -60,8 +71,9 @@ const isOutage = (e: unknown) => StorageError.is(e, Code.Unavailable, Code.Deadl
 export function startReplicator(opts: ReplicatorOptions): Replicator {
   const { primary, fallback, breaker } = opts;
   const outbox = fallback.outbox;
-  let running: Promise<{ replicated: number; remaining: number }> | undefined;
+  let running: Promise<PassResult> | undefined;
   let stopped = false;
+  const totals = { replicated: 0, failed: 0 };
 
   const onPrimary = <T>(fn: () => Promise<T>): Promise<T> => (breaker ? breaker.run(fn, isOutage) : fn());
 
@@ -103,10 +115,11 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
         })
       : replicate(entry);
 
-  async function pass(): Promise<{ replicated: number; remaining: number }> {
+  async function pass(): Promise<PassResult> {
     let replicated = 0;
+    const result = (unreachable: boolean) => ({ replicated, remaining: outbox.stats().count, unreachable });
     // An open breaker: the primary is known to be down; its reset timeout decides when to try again.
-    if (breaker?.state === "open") return { replicated, remaining: outbox.stats().count };
+    if (breaker?.state === "open") return result(true);
     for (;;) {
       if (stopped) break;
       const batch = outbox.list(opts.batchSize ?? 64);
@@ -119,16 +132,18 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
           if (outcome === undefined) continue;
           opts.onReplicated?.(entry.op, outcome, entry.key);
           replicated++;
+          totals.replicated++;
           progressed = true;
         } catch (err) {
+          totals.failed++;
           opts.onError?.(err, entry);
           // The primary is down: stop; a precondition race: judge it next round.
-          if (isOutage(err)) return { replicated, remaining: outbox.stats().count };
+          if (isOutage(err)) return result(true);
         }
       }
       if (!progressed) break;
     }
-    return { replicated, remaining: outbox.stats().count };
+    return result(false);
   }
 
   function drain() {
@@ -147,6 +162,7 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
 
   return {
     drain,
+    totals: () => ({ ...totals }),
     kick: soon,
     async stop() {
       stopped = true;

@@ -22,6 +22,8 @@ import {
   type DeleteRequest,
   type DeleteResponse,
   type ExistsRequest,
+  type FlushRequest,
+  type FlushResponse,
   type ExistsResponse,
   type FileStorageService,
   type GetStatsRequest,
@@ -52,6 +54,7 @@ import type { Tracer } from "@opentelemetry/api";
 import type { StatusLogger } from "./grpc-status.js";
 import type { HandlerContext } from "./handler-context.js";
 import { checkContentType, checkMetadata, expiryMs, kindName, toObjectInfo } from "./object-info.js";
+import { sendFlush, type Flush } from "./flush-stream.js";
 import { sendRetrieveStream } from "./retrieve-stream.js";
 import { receiveStoreStream } from "./store-stream.js";
 import { getUsageHandler } from "./get-usage.js";
@@ -71,6 +74,8 @@ export interface ServiceOptions {
   chunkSize: number;
   version: string;
   startedAt: number;
+  /** The stack's flush of the replication backlog (Flush). */
+  flush: Flush;
 }
 
 type Service = (typeof FileStorageService)["method"];
@@ -208,6 +213,8 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
       });
     }),
     getUsage: getUsageHandler(calls, ctx),
+
+    flush: calls.serverStream<FlushRequest, FlushResponse>("Flush", (req, call, signal) => sendFlush(ctx, o.flush, req, call, signal)),
   };
 }
 

@@ -55,6 +55,13 @@ export interface SpawnOptions {
   startTimeoutMs?: number;
   /** Its name in errors; default "server". */
   label?: string;
+  /**
+   * Reads each stdout line and returns the listen address once the line (or
+   * the lines so far) announce it is ready; default: a JSON log line whose
+   * `msg` is the ready message and which carries `address`. For logs that are
+   * not JSON (LOG_FORMAT=pretty).
+   */
+  ready?: (line: string) => string | undefined;
 }
 
 /**
@@ -81,20 +88,16 @@ export async function spawnServerProcess(args: string[], env: Record<string, str
       child.kill("SIGKILL");
       reject(new Error(`${label} did not start in ${startTimeoutMs / 1000} s: ${err}`));
     }, startTimeoutMs);
+    const ready = opts.ready ?? ((line: string) => jsonReady(line, readyMsg));
     lines.on("line", (line) => {
-      try {
-        const entry = JSON.parse(line) as { msg?: string; address?: string };
-        if (entry.msg === readyMsg && entry.address) {
-          clearTimeout(timer);
-          if (opts.closeStdoutWhenServing) {
-            lines.close();
-            child.stdout!.destroy();
-          }
-          resolve(entry.address);
-        }
-      } catch {
-        // Not a JSON log line.
+      const at = ready(line);
+      if (at === undefined) return;
+      clearTimeout(timer);
+      if (opts.closeStdoutWhenServing) {
+        lines.close();
+        child.stdout!.destroy();
       }
+      resolve(at);
     });
     void exited.then(({ code, signal }) => {
       clearTimeout(timer);
@@ -125,6 +128,16 @@ export async function spawnServerProcess(args: string[], env: Record<string, str
     stderr: () => err,
     stdout: () => out,
   };
+}
+
+/** The address of a JSON log line `{"msg": readyMsg, "address": ...}`; undefined for any other line. */
+function jsonReady(line: string, readyMsg: string): string | undefined {
+  try {
+    const entry = JSON.parse(line) as { msg?: string; address?: string };
+    return entry.msg === readyMsg && entry.address ? entry.address : undefined;
+  } catch {
+    return undefined; // not a JSON log line
+  }
 }
 
 /**

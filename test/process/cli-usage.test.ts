@@ -75,10 +75,11 @@ test("on a terminal it shows the running count as the daemon lists, then the sum
 });
 
 test("errors in the CLI's one-line form", async () => {
+  // INVALID_ARGUMENT exits 2, like usage errors (README "The CLI").
   const bad = await cli(local, ["usage", "bad\nprefix"]);
-  expect(bad.code).toBe(1);
+  expect(bad.code).toBe(2);
   expect(bad.stderr).toMatch(/^filestorage: INVALID_ARGUMENT: prefix .*\n$/);
   const page = await cli(local, ["usage", "--page-size", "0"]);
-  expect(page.code).not.toBe(0);
-  expect(page.stderr).toContain("--page-size must be a whole number from 1 to 10000");
+  expect(page.code).toBe(2);
+  expect(page.stderr).toMatch(/^filestorage: INVALID_ARGUMENT: .*--page-size must be a whole number from 1 to 10000/);
 });

@@ -5,7 +5,7 @@
  * services that stay open (health, reflection).
  */
 import * as grpc from "@grpc/grpc-js";
-import { FileStorageClient } from "../../client/src/index.js";
+import { FileStorageClient, FileStorageError } from "../../client/src/index.js";
 import { create } from "@bufbuild/protobuf";
 import { FileStorageService, StatRequestSchema } from "../../gen/filestorage/v1/file_storage_pb.js";
 import { createLogger } from "../../server/logger.js";
@@ -77,6 +77,15 @@ const cases: Record<string, Case> = {
   ListKeys: { right: "list", run: async (c) => expect((await c.listKeys({ prefix: "t/" })).keys).toContain("t/obj") },
   GetStats: { right: "admin", run: async (c) => expect((await c.getStats()).initialized).toBe(true) },
   GetUsage: { right: "admin", run: async (c) => expect((await c.getUsage("t/")).objectCount).toBeGreaterThan(0) },
+  // This daemon has no GCS tier: an allowed Flush is FAILED_PRECONDITION (nothing to flush), never a denial.
+  Flush: {
+    right: "admin",
+    run: (c) =>
+      c.flush().then(
+        () => Promise.reject(new Error("Flush of a local-only daemon succeeded")),
+        (err: unknown) => (FileStorageError.is(err, grpc.status.FAILED_PRECONDITION) ? undefined : Promise.reject(err)),
+      ),
+  },
 };
 
 describe("rights", () => {

@@ -200,6 +200,20 @@ describe("FileStorageClient against a daemon", () => {
     expect((await fs.readdir(tmp.path)).filter((n) => n.startsWith("changed.bin."))).toEqual([]);
   });
 
+  it("starts over when the partial file is damaged, shorter or as long as the object", async () => {
+    const data = randomBytes(2 * MiB);
+    const info = await client.store("files/damaged", data);
+    for (const [name, kept] of [["short.bin", MiB], ["whole.bin", data.length]] as const) {
+      const target = path.join(tmp.path, name);
+      const damaged = Buffer.from(data.subarray(0, kept));
+      damaged[100] ^= 0xff;
+      await fs.writeFile(`${target}.g${info.generation}.partial`, damaged);
+      await client.downloadToFile("files/damaged", target, { resume: true });
+      expect(Buffer.compare(await fs.readFile(target), data)).toBe(0);
+      expect((await fs.readdir(tmp.path)).filter((n) => n.startsWith(`${name}.`))).toEqual([]);
+    }
+  });
+
   it("lists keys page by page and iterates over every page", async () => {
     const keys = Array.from({ length: 23 }, (_, i) => `list/k${String(i).padStart(2, "0")}`);
     for (const key of keys) await client.store(key, key);

@@ -122,6 +122,7 @@ describe("defaults", () => {
       gcsSweepSeconds: 3600,
       tombstoneRetentionSeconds: 604800,
       logLevel: "info",
+      logFormat: "json",
     };
     const config = loadConfig({ env: {} });
     expect(config).toEqual(expected);
@@ -322,6 +323,7 @@ const badCases = (): BadCase[] => [
   { name: "cache URL not redis", env: { CACHE_URL: "http://:pw@x" }, expect: ["CACHE_URL (value hidden)", "redis://"] },
   { name: "bad bucket name", env: { GCS_BUCKET_NAME: "My_Bucket" }, expect: ['GCS_BUCKET_NAME="My_Bucket"', "bucket name"] },
   { name: "log level", env: { LOG_LEVEL: "loud" }, expect: ['LOG_LEVEL="loud"', "fatal, error, warn, info, debug or trace"] },
+  { name: "log format", env: { LOG_FORMAT: "xml" }, expect: ['LOG_FORMAT="xml"', "json, pretty or auto"] },
   { name: "quotas not JSON", env: { QUOTAS: "{" }, expect: ['QUOTAS="{"', "JSON object of key prefix to byte limit"] },
   { name: "quota not a size", env: { QUOTAS: '{"a/": -5}' }, expect: ["QUOTAS=", "byte limit"] },
   { name: "lifecycle rules not a list", env: { LIFECYCLE_RULES: '{"prefix": "temp/"}' }, expect: ["LIFECYCLE_RULES=", 'JSON list of {"prefix"'] },

@@ -81,3 +81,26 @@ test("a reader that has gone stops logging: no throw, no retry", async () => {
   expect(performance.now() - started).toBeLessThan(100);
   expect(dest.stopped).toBe(true);
 });
+
+test("a format rewrites every line, the dropped-lines notice too; a reader that has gone still stops logging", async () => {
+  const dest = fdDestination(fdOf(writer), { format: (l) => `pretty(${(JSON.parse(l) as { msg?: string; n?: number }).msg ?? "n"})\n` });
+  let n = 0;
+  while (dest.dropped === 0) {
+    dest.write(JSON.stringify({ n: n++, pad: "x".repeat(16 * 1024) }) + "\n");
+    if (n > 100_000) throw new Error("the socket never filled");
+  }
+  const received: Buffer[] = [];
+  reader.on("data", (b: Buffer) => received.push(b));
+  reader.resume();
+  await new Promise((r) => setTimeout(r, 200));
+  dest.write(JSON.stringify({ msg: "back" }) + "\n");
+  await new Promise((r) => setTimeout(r, 200));
+  const lines = Buffer.concat(received).toString().split("\n").filter((l) => l !== "");
+  expect(lines.slice(-2)).toEqual(["pretty(1 log lines were dropped: stdout was not being read)", "pretty(back)"]);
+  expect(new Set(lines.slice(0, -2))).toEqual(new Set(["pretty(n)"]));
+
+  reader.destroy();
+  await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 100; i++) dest.write(JSON.stringify({ msg: "after" }) + "\n");
+  expect(dest.stopped).toBe(true);
+});

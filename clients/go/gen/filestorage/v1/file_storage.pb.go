@@ -1930,6 +1930,134 @@ func (x *GetUsageResponse) GetFromIndex() bool {
 	return false
 }
 
+type FlushRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stop with DEADLINE_EXCEEDED after this many seconds with writes still
+	// pending; absent or 0 = no limit of its own (the call's deadline applies).
+	TimeoutSeconds *float64 `protobuf:"fixed64,1,opt,name=timeout_seconds,json=timeoutSeconds,proto3,oneof" json:"timeout_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *FlushRequest) Reset() {
+	*x = FlushRequest{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushRequest) ProtoMessage() {}
+
+func (x *FlushRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
+func (*FlushRequest) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FlushRequest) GetTimeoutSeconds() float64 {
+	if x != nil && x.TimeoutSeconds != nil {
+		return *x.TimeoutSeconds
+	}
+	return 0
+}
+
+// FlushResponse is one progress report of a Flush.
+type FlushResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Writes waiting for replication now.
+	Pending int64 `protobuf:"varint,1,opt,name=pending,proto3" json:"pending,omitempty"`
+	// Writes replicated (or found already superseded in GCS) since the flush began.
+	Replicated int64 `protobuf:"varint,2,opt,name=replicated,proto3" json:"replicated,omitempty"`
+	// Replication attempts that failed since the flush began (each is retried).
+	Failed int64 `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
+	// Age of the oldest pending write; 0 when none is pending.
+	OldestPendingAgeSeconds float64 `protobuf:"fixed64,4,opt,name=oldest_pending_age_seconds,json=oldestPendingAgeSeconds,proto3" json:"oldest_pending_age_seconds,omitempty"`
+	// True on the last message: the backlog is empty.
+	Done          bool `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushResponse) Reset() {
+	*x = FlushResponse{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushResponse) ProtoMessage() {}
+
+func (x *FlushResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
+func (*FlushResponse) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *FlushResponse) GetPending() int64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *FlushResponse) GetReplicated() int64 {
+	if x != nil {
+		return x.Replicated
+	}
+	return 0
+}
+
+func (x *FlushResponse) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *FlushResponse) GetOldestPendingAgeSeconds() float64 {
+	if x != nil {
+		return x.OldestPendingAgeSeconds
+	}
+	return 0
+}
+
+func (x *FlushResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 var File_filestorage_v1_file_storage_proto protoreflect.FileDescriptor
 
 const file_filestorage_v1_file_storage_proto_rawDesc = "" +
@@ -2088,7 +2216,18 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\fstored_bytes\x18\x03 \x01(\x03R\vstoredBytes\x12&\n" +
 	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
-	"from_index\x18\x05 \x01(\bR\tfromIndex*b\n" +
+	"from_index\x18\x05 \x01(\bR\tfromIndex\"P\n" +
+	"\fFlushRequest\x12,\n" +
+	"\x0ftimeout_seconds\x18\x01 \x01(\x01H\x00R\x0etimeoutSeconds\x88\x01\x01B\x12\n" +
+	"\x10_timeout_seconds\"\xb2\x01\n" +
+	"\rFlushResponse\x12\x18\n" +
+	"\apending\x18\x01 \x01(\x03R\apending\x12\x1e\n" +
+	"\n" +
+	"replicated\x18\x02 \x01(\x03R\n" +
+	"replicated\x12\x16\n" +
+	"\x06failed\x18\x03 \x01(\x03R\x06failed\x12;\n" +
+	"\x1aoldest_pending_age_seconds\x18\x04 \x01(\x01R\x17oldestPendingAgeSeconds\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done*b\n" +
 	"\bDataKind\x12\x19\n" +
 	"\x15DATA_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDATA_KIND_BYTES\x10\x01\x12\x12\n" +
@@ -2097,7 +2236,7 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\aBackend\x12\x17\n" +
 	"\x13BACKEND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBACKEND_GCS\x10\x01\x12\x11\n" +
-	"\rBACKEND_LOCAL\x10\x022\xfd\x06\n" +
+	"\rBACKEND_LOCAL\x10\x022\xc5\a\n" +
 	"\x12FileStorageService\x12D\n" +
 	"\x05Store\x12\x1c.filestorage.v1.StoreRequest\x1a\x1d.filestorage.v1.StoreResponse\x12X\n" +
 	"\vStoreStream\x12\".filestorage.v1.StoreStreamRequest\x1a#.filestorage.v1.StoreStreamResponse(\x01\x12M\n" +
@@ -2110,7 +2249,8 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"DeleteMany\x12!.filestorage.v1.DeleteManyRequest\x1a\".filestorage.v1.DeleteManyResponse\x12M\n" +
 	"\bListKeys\x12\x1f.filestorage.v1.ListKeysRequest\x1a .filestorage.v1.ListKeysResponse\x12M\n" +
 	"\bGetStats\x12\x1f.filestorage.v1.GetStatsRequest\x1a .filestorage.v1.GetStatsResponse\x12M\n" +
-	"\bGetUsage\x12\x1f.filestorage.v1.GetUsageRequest\x1a .filestorage.v1.GetUsageResponseBPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
+	"\bGetUsage\x12\x1f.filestorage.v1.GetUsageRequest\x1a .filestorage.v1.GetUsageResponse\x12F\n" +
+	"\x05Flush\x12\x1c.filestorage.v1.FlushRequest\x1a\x1d.filestorage.v1.FlushResponse0\x01BPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
 
 var (
 	file_filestorage_v1_file_storage_proto_rawDescOnce sync.Once
@@ -2125,7 +2265,7 @@ func file_filestorage_v1_file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_filestorage_v1_file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_filestorage_v1_file_storage_proto_goTypes = []any{
 	(DataKind)(0),                  // 0: filestorage.v1.DataKind
 	(Backend)(0),                   // 1: filestorage.v1.Backend
@@ -2155,25 +2295,27 @@ var file_filestorage_v1_file_storage_proto_goTypes = []any{
 	(*GetStatsResponse)(nil),       // 25: filestorage.v1.GetStatsResponse
 	(*GetUsageRequest)(nil),        // 26: filestorage.v1.GetUsageRequest
 	(*GetUsageResponse)(nil),       // 27: filestorage.v1.GetUsageResponse
-	(*structpb.Struct)(nil),        // 28: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
+	(*FlushRequest)(nil),           // 28: filestorage.v1.FlushRequest
+	(*FlushResponse)(nil),          // 29: filestorage.v1.FlushResponse
+	(*structpb.Struct)(nil),        // 30: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
 }
 var file_filestorage_v1_file_storage_proto_depIdxs = []int32{
 	0,  // 0: filestorage.v1.ObjectInfo.kind:type_name -> filestorage.v1.DataKind
-	28, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
+	30, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
 	1,  // 2: filestorage.v1.ObjectInfo.backend:type_name -> filestorage.v1.Backend
-	29, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
-	29, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
-	29, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
+	31, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: filestorage.v1.StoreRequest.kind:type_name -> filestorage.v1.DataKind
-	28, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
-	29, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
+	30, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
+	31, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: filestorage.v1.StoreResponse.object:type_name -> filestorage.v1.ObjectInfo
 	6,  // 10: filestorage.v1.StoreStreamRequest.header:type_name -> filestorage.v1.StoreStreamHeader
 	7,  // 11: filestorage.v1.StoreStreamRequest.trailer:type_name -> filestorage.v1.StoreStreamTrailer
 	0,  // 12: filestorage.v1.StoreStreamHeader.kind:type_name -> filestorage.v1.DataKind
-	28, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
-	29, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
+	30, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
+	31, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 15: filestorage.v1.StoreStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 16: filestorage.v1.RetrieveResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 17: filestorage.v1.RetrieveStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
@@ -2191,19 +2333,21 @@ var file_filestorage_v1_file_storage_proto_depIdxs = []int32{
 	21, // 29: filestorage.v1.FileStorageService.ListKeys:input_type -> filestorage.v1.ListKeysRequest
 	23, // 30: filestorage.v1.FileStorageService.GetStats:input_type -> filestorage.v1.GetStatsRequest
 	26, // 31: filestorage.v1.FileStorageService.GetUsage:input_type -> filestorage.v1.GetUsageRequest
-	4,  // 32: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
-	8,  // 33: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
-	10, // 34: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
-	12, // 35: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
-	14, // 36: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
-	16, // 37: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
-	18, // 38: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
-	20, // 39: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
-	22, // 40: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
-	25, // 41: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
-	27, // 42: filestorage.v1.FileStorageService.GetUsage:output_type -> filestorage.v1.GetUsageResponse
-	32, // [32:43] is the sub-list for method output_type
-	21, // [21:32] is the sub-list for method input_type
+	28, // 32: filestorage.v1.FileStorageService.Flush:input_type -> filestorage.v1.FlushRequest
+	4,  // 33: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
+	8,  // 34: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
+	10, // 35: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
+	12, // 36: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
+	14, // 37: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
+	16, // 38: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
+	18, // 39: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
+	20, // 40: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
+	22, // 41: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
+	25, // 42: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
+	27, // 43: filestorage.v1.FileStorageService.GetUsage:output_type -> filestorage.v1.GetUsageResponse
+	29, // 44: filestorage.v1.FileStorageService.Flush:output_type -> filestorage.v1.FlushResponse
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -2228,13 +2372,14 @@ func file_filestorage_v1_file_storage_proto_init() {
 		(*RetrieveStreamResponse_Chunk)(nil),
 	}
 	file_filestorage_v1_file_storage_proto_msgTypes[15].OneofWrappers = []any{}
+	file_filestorage_v1_file_storage_proto_msgTypes[26].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_filestorage_v1_file_storage_proto_rawDesc), len(file_filestorage_v1_file_storage_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	FileStorageService_ListKeys_FullMethodName       = "/filestorage.v1.FileStorageService/ListKeys"
 	FileStorageService_GetStats_FullMethodName       = "/filestorage.v1.FileStorageService/GetStats"
 	FileStorageService_GetUsage_FullMethodName       = "/filestorage.v1.FileStorageService/GetUsage"
+	FileStorageService_Flush_FullMethodName          = "/filestorage.v1.FileStorageService/Flush"
 )
 
 // FileStorageServiceClient is the client API for FileStorageService service.
@@ -65,6 +66,15 @@ type FileStorageServiceClient interface {
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
 	// GetUsage counts the live objects under a prefix and their bytes (admin).
 	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
+	// Flush drains the replication backlog (writes kept on the local tier
+	// while GCS was unreachable) into GCS now and reports progress until it is
+	// empty: a FlushResponse at once, then about every 250 ms, then one with
+	// done = true, and the stream ends OK. Fails UNAVAILABLE when GCS cannot be
+	// reached (after one real attempt: an open circuit breaker is waited out
+	// for its trial call), DEADLINE_EXCEEDED when timeout_seconds pass with
+	// writes still pending, FAILED_PRECONDITION when the daemon has no GCS tier.
+	// Needs the admin right.
+	Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FlushResponse], error)
 }
 
 type fileStorageServiceClient struct {
@@ -197,6 +207,25 @@ func (c *fileStorageServiceClient) GetUsage(ctx context.Context, in *GetUsageReq
 	return out, nil
 }
 
+func (c *fileStorageServiceClient) Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FlushResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &FileStorageService_ServiceDesc.Streams[2], FileStorageService_Flush_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FlushRequest, FlushResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FileStorageService_FlushClient = grpc.ServerStreamingClient[FlushResponse]
+
 // FileStorageServiceServer is the server API for FileStorageService service.
 // All implementations must embed UnimplementedFileStorageServiceServer
 // for forward compatibility.
@@ -230,6 +259,15 @@ type FileStorageServiceServer interface {
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
 	// GetUsage counts the live objects under a prefix and their bytes (admin).
 	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
+	// Flush drains the replication backlog (writes kept on the local tier
+	// while GCS was unreachable) into GCS now and reports progress until it is
+	// empty: a FlushResponse at once, then about every 250 ms, then one with
+	// done = true, and the stream ends OK. Fails UNAVAILABLE when GCS cannot be
+	// reached (after one real attempt: an open circuit breaker is waited out
+	// for its trial call), DEADLINE_EXCEEDED when timeout_seconds pass with
+	// writes still pending, FAILED_PRECONDITION when the daemon has no GCS tier.
+	// Needs the admin right.
+	Flush(*FlushRequest, grpc.ServerStreamingServer[FlushResponse]) error
 	mustEmbedUnimplementedFileStorageServiceServer()
 }
 
@@ -272,6 +310,9 @@ func (UnimplementedFileStorageServiceServer) GetStats(context.Context, *GetStats
 }
 func (UnimplementedFileStorageServiceServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
+}
+func (UnimplementedFileStorageServiceServer) Flush(*FlushRequest, grpc.ServerStreamingServer[FlushResponse]) error {
+	return status.Error(codes.Unimplemented, "method Flush not implemented")
 }
 func (UnimplementedFileStorageServiceServer) mustEmbedUnimplementedFileStorageServiceServer() {}
 func (UnimplementedFileStorageServiceServer) testEmbeddedByValue()                            {}
@@ -474,6 +515,17 @@ func _FileStorageService_GetUsage_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileStorageService_Flush_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FlushRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(FileStorageServiceServer).Flush(m, &grpc.GenericServerStream[FlushRequest, FlushResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FileStorageService_FlushServer = grpc.ServerStreamingServer[FlushResponse]
+
 // FileStorageService_ServiceDesc is the grpc.ServiceDesc for FileStorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -527,6 +579,11 @@ var FileStorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "RetrieveStream",
 			Handler:       _FileStorageService_RetrieveStream_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Flush",
+			Handler:       _FileStorageService_Flush_Handler,
 			ServerStreams: true,
 		},
 	},

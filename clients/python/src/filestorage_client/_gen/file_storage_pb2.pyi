@@ -324,3 +324,23 @@ class GetUsageResponse(_message.Message):
     next_page_token: str
     from_index: bool
     def __init__(self, object_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., next_page_token: _Optional[str] = ..., from_index: _Optional[bool] = ...) -> None: ...
+
+class FlushRequest(_message.Message):
+    __slots__ = ("timeout_seconds",)
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    timeout_seconds: float
+    def __init__(self, timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class FlushResponse(_message.Message):
+    __slots__ = ("pending", "replicated", "failed", "oldest_pending_age_seconds", "done")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    REPLICATED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_PENDING_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    pending: int
+    replicated: int
+    failed: int
+    oldest_pending_age_seconds: float
+    done: bool
+    def __init__(self, pending: _Optional[int] = ..., replicated: _Optional[int] = ..., failed: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., done: _Optional[bool] = ...) -> None: ...

@@ -92,6 +92,11 @@ class FileStorageServiceStub:
                 request_serializer=filestorage_dot_v1_dot_file__storage__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.Flush = channel.unary_stream(
+                '/filestorage.v1.FileStorageService/Flush',
+                request_serializer=filestorage_dot_v1_dot_file__storage__pb2.FlushRequest.SerializeToString,
+                response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.FlushResponse.FromString,
+                _registered_method=True)
 
 
 class FileStorageServiceServicer:
@@ -180,6 +185,20 @@ class FileStorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Flush(self, request, context):
+        """Flush drains the replication backlog (writes kept on the local tier
+        while GCS was unreachable) into GCS now and reports progress until it is
+        empty: a FlushResponse at once, then about every 250 ms, then one with
+        done = true, and the stream ends OK. Fails UNAVAILABLE when GCS cannot be
+        reached (after one real attempt: an open circuit breaker is waited out
+        for its trial call), DEADLINE_EXCEEDED when timeout_seconds pass with
+        writes still pending, FAILED_PRECONDITION when the daemon has no GCS tier.
+        Needs the admin right.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileStorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +256,11 @@ def add_FileStorageServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.GetUsageRequest.FromString,
                     response_serializer=filestorage_dot_v1_dot_file__storage__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'Flush': grpc.unary_stream_rpc_method_handler(
+                    servicer.Flush,
+                    request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.FlushRequest.FromString,
+                    response_serializer=filestorage_dot_v1_dot_file__storage__pb2.FlushResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -539,6 +563,33 @@ class FileStorageService:
             '/filestorage.v1.FileStorageService/GetUsage',
             filestorage_dot_v1_dot_file__storage__pb2.GetUsageRequest.SerializeToString,
             filestorage_dot_v1_dot_file__storage__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Flush(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/filestorage.v1.FileStorageService/Flush',
+            filestorage_dot_v1_dot_file__storage__pb2.FlushRequest.SerializeToString,
+            filestorage_dot_v1_dot_file__storage__pb2.FlushResponse.FromString,
             options,
             channel_credentials,
             insecure,
