@@ -55,6 +55,8 @@ export interface SpawnOptions {
   startTimeoutMs?: number;
   /** Its name in errors; default "server". */
   label?: string;
+  /** Its working folder; default this process's. */
+  cwd?: string;
 }
 
 /**
@@ -68,6 +70,7 @@ export async function spawnServerProcess(args: string[], env: Record<string, str
   const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
   const child = spawn(process.execPath, args, {
     env: { PATH: process.env.PATH ?? "", ...(opts.mallocTuning ? MALLOC_TUNING : {}), ...env },
+    cwd: opts.cwd,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";
