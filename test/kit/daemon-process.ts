@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import { MALLOC_TUNING } from "./malloc-tuning.js";
+import { ownChild } from "./owned-resources.js";
 import { fdCount, peakRssOf, resetPeakRss } from "./process-usage.js";
 import { repoRoot } from "./repo-root.js";
 
@@ -73,6 +74,7 @@ export async function spawnServerProcess(args: string[], env: Record<string, str
     cwd: opts.cwd,
     stdio: ["ignore", "pipe", "pipe"],
   });
+  ownChild(child);
   let err = "";
   let out = "";
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
