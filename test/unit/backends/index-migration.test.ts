@@ -1,0 +1,75 @@
+/**
+ * Upgrades of the local index (server/backends/fs/index-schema.ts): a folder
+ * whose index.sqlite was made before write origins existed (user_version 0,
+ * no written_at / writer columns) opens, is migrated in place, and serves
+ * its objects and outbox entries with the origin the migration gives them
+ * (their update / creation time, an unknown writer). A second open finds
+ * nothing to do.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import Database from "better-sqlite3";
+import { crc32c } from "@node-rs/crc32";
+import { createFsBackend } from "../../../server/backends/fs/fs-backend.js";
+import { chunked, readBody } from "../../support/backend-io.js";
+import { makeTempDir, type TempDir } from "../../kit/temp-dir.js";
+
+/** The index layout before write origins (version 0). */
+const VERSION_0 = `
+  CREATE TABLE objects (
+    key TEXT PRIMARY KEY, generation INTEGER NOT NULL, kind TEXT NOT NULL, content_type TEXT NOT NULL,
+    metadata TEXT NOT NULL, size INTEGER NOT NULL, crc32c INTEGER NOT NULL, stored_size INTEGER NOT NULL,
+    stored_crc32c INTEGER NOT NULL, encoding TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    expires_at INTEGER, blob TEXT, data BLOB
+  ) WITHOUT ROWID;
+  CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, op TEXT NOT NULL,
+    generation INTEGER NOT NULL, created_at INTEGER NOT NULL
+  );
+  CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+`;
+
+let dir: TempDir;
+beforeEach(async () => {
+  dir = await makeTempDir("fs-migrate-");
+});
+afterEach(async () => {
+  await dir.cleanup();
+});
+
+test("an index from before write origins is migrated at open and serves its objects and outbox", async () => {
+  const data = Buffer.from("written by an older version");
+  const old = new Database(path.join(dir.path, "index.sqlite"));
+  old.exec(VERSION_0);
+  old
+    .prepare(`INSERT INTO objects VALUES ('old/key', 7, 'TEXT', 'text/plain', '{"n":1}', ?, ?, ?, ?, '{}', 1000, 2000, NULL, NULL, ?)`)
+    .run(data.length, crc32c(data), data.length, crc32c(data), data);
+  old.prepare(`INSERT INTO outbox (key, op, generation, created_at) VALUES ('old/key', 'put', 7, 3000)`).run();
+  old.prepare(`INSERT INTO counters VALUES ('generation', 7)`).run();
+  old.close();
+
+  const backend = await createFsBackend({ root: dir.path, fsync: false });
+  try {
+    const got = (await backend.get("old/key"))!;
+    expect(got.record).toMatchObject({ key: "old/key", generation: 7n, kind: "TEXT", metadata: { n: 1 }, pendingReplication: true });
+    expect(got.record.origin).toEqual({ writtenAt: 2000 * 1000, writer: "" });
+    expect((await readBody(got.body)).equals(data)).toBe(true);
+    expect(backend.outbox.list(10)).toMatchObject([{ key: "old/key", op: "put", origin: { writtenAt: 3000 * 1000, writer: "" } }]);
+    // New writes carry this daemon's writer id and continue the generations.
+    const next = await backend.put("new/key", chunked(Buffer.from("new")), { kind: "BYTES", contentType: "application/octet-stream", metadata: {} });
+    expect(next.generation).toBeGreaterThan(7n);
+    expect(next.origin.writer).not.toBe("");
+  } finally {
+    await backend.close();
+  }
+
+  const check = new Database(path.join(dir.path, "index.sqlite"), { readonly: true });
+  expect(check.pragma("user_version", { simple: true })).toBe(1);
+  expect(check.pragma("integrity_check", { simple: true })).toBe("ok");
+  check.close();
+  // Opening again finds the index current.
+  const again = await createFsBackend({ root: dir.path, fsync: false });
+  expect((await again.head("old/key"))?.origin).toEqual({ writtenAt: 2000 * 1000, writer: "" });
+  await again.close();
+  expect(fs.existsSync(path.join(dir.path, "index.sqlite"))).toBe(true);
+});
