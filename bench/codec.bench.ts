@@ -14,7 +14,8 @@
 import { randomBytes } from "node:crypto";
 import type { Backend, ObjectRecord } from "../server/backends/backend.js";
 import { createCodecBackend, createKeyring, type Keyring } from "../server/codec/codec-backend.js";
-import { machineLine, MiB, positiveInt, relaunchWithMallocTuning } from "./support/bench-settings.js";
+import { machineLine, MiB, positiveInt } from "./support/bench-settings.js";
+import { runBench } from "./support/bench-run.js";
 import { median, printTable, ratio } from "./support/bench-report.js";
 
 /** A backend that drains what it is given and keeps nothing. */
@@ -67,7 +68,6 @@ async function* repeat(block: Buffer, total: number, chunkBytes: number): AsyncG
 }
 
 async function main(): Promise<void> {
-  if (relaunchWithMallocTuning()) return;
   const total = positiveInt("BENCH_BYTES", positiveInt("BENCH_MIB", 1024) * MiB);
   const chunkBytes = positiveInt("BENCH_CHUNK_BYTES", 256 * 1024);
   const runs = positiveInt("BENCH_RUNS", 3);
@@ -127,7 +127,4 @@ async function main(): Promise<void> {
   printTable(["data", "codec", "MiB/s", "stored/orig", "vs plain", "runs MiB/s"], rows);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runBench("codec", main, { mallocTuning: true });

@@ -16,6 +16,7 @@ import { spawnDaemon } from "../test/kit/daemon-process.js";
 import { makeTempDir } from "../test/kit/temp-dir.js";
 import { statusName, wireClient } from "../test/kit/wire-client.js";
 import { machineLine, mallocTuningWanted, scratchRoot } from "./support/bench-settings.js";
+import { runBench } from "./support/bench-run.js";
 import { CANARY_KEY, isServing, runFuzz } from "./support/wire-fuzz.js";
 
 async function main(): Promise<void> {
@@ -58,7 +59,4 @@ async function main(): Promise<void> {
   if (failed) process.exitCode = 1;
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runBench("fuzz", main);

@@ -25,7 +25,8 @@ import { gcsStorageOptions } from "../server/backends/gcs/gcs-backend.js";
 import { spawnDaemon } from "../test/kit/daemon-process.js";
 import { startFakeGcs } from "../test/kit/fake-gcs.js";
 import { makeTempDir } from "../test/kit/temp-dir.js";
-import { KiB, machineLine, mallocTuningWanted, MiB, positiveInt, positiveInts, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
+import { KiB, machineLine, mallocTuningWanted, MiB, positiveInt, positiveInts, scratchRoot } from "./support/bench-settings.js";
+import { runBench } from "./support/bench-run.js";
 import { fixed, median, mib, printTable, ratio, secondsSince } from "./support/bench-report.js";
 
 const PROJECT = "bench";
@@ -42,7 +43,6 @@ interface Path {
 type Measure = "store" | "retrieve" | "upload" | "download";
 
 async function main(): Promise<void> {
-  if (relaunchWithMallocTuning()) return;
   const objects = positiveInt("BENCH_GCS_OBJECTS", 200);
   const objectBytes = positiveInt("BENCH_GCS_OBJECT_KIB", 16) * KiB;
   const largeBytes = positiveInt("BENCH_GCS_LARGE_MIB", 64) * MiB;
@@ -221,7 +221,4 @@ async function drain(stream: NodeJS.ReadableStream, size: number): Promise<void>
   if (received !== size) throw new Error(`downloaded ${received} bytes, expected ${size}`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runBench("gcs", main, { mallocTuning: true });

@@ -11,6 +11,7 @@ import { createKindCheck, DEFAULT_MAX_JSON_DEPTH } from "../server/codec/kind-ch
 import { fixed, median, printTable, ratio } from "./support/bench-report.js";
 import { machineLine, MiB, positiveInt } from "./support/bench-settings.js";
 import { jsonDocument, type JsonShape } from "./support/json-documents.js";
+import { runBench } from "./support/bench-run.js";
 
 const SHAPES: JsonShape[] = ["records", "string", "number", "nested"];
 
@@ -20,7 +21,7 @@ function rate(bytes: number, fn: () => void): number {
   return bytes / MiB / (Number(process.hrtime.bigint() - started) / 1e9);
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const size = positiveInt("BENCH_MIB", 60) * MiB;
   const runs = positiveInt("BENCH_RUNS", 3);
   console.log(`JSON check on ${size / MiB} MiB documents, ${runs} runs, machine: ${machineLine()}`);
@@ -45,4 +46,4 @@ function main(): void {
   printTable(["shape", "MiB", "streaming check MiB/s", "baseline: decode + JSON.parse MiB/s", "ratio"], rows);
 }
 
-main();
+runBench("json-check", main);

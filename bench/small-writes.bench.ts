@@ -20,7 +20,8 @@ import * as path from "node:path";
 import { FileStorageClient } from "../client/src/index.js";
 import { spawnDaemon, type DaemonProcess } from "../test/kit/daemon-process.js";
 import { makeTempDir } from "../test/kit/temp-dir.js";
-import { KiB, machineLine, mallocTuningWanted, positiveInt, positiveInts, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
+import { KiB, machineLine, mallocTuningWanted, positiveInt, positiveInts, scratchRoot } from "./support/bench-settings.js";
+import { runBench } from "./support/bench-run.js";
 import { fixed, median, mib, msSince, percentile, printTable, ratio, secondsSince } from "./support/bench-report.js";
 import { echoClient, startEchoServer, type EchoClient } from "./support/echo-server.js";
 
@@ -37,7 +38,6 @@ interface Result {
 }
 
 async function main(): Promise<void> {
-  if (relaunchWithMallocTuning()) return;
   const objectBytes = positiveInt("BENCH_OBJECT_BYTES", 4 * KiB);
   const seconds = positiveInt("BENCH_SECONDS", 3);
   const runs = positiveInt("BENCH_RUNS", 3);
@@ -178,7 +178,4 @@ async function durableFile(folder: string, n: number, data: Buffer): Promise<voi
   await fsp.rename(temp, path.join(folder, String(n)));
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runBench("small-writes", main, { mallocTuning: true });

@@ -17,12 +17,12 @@ import * as path from "node:path";
 import { spawnDaemon } from "../test/kit/daemon-process.js";
 import { freePort } from "../test/kit/free-port.js";
 import { makeTempDir } from "../test/kit/temp-dir.js";
-import { machineLine, mallocTuningWanted, MiB, positiveInt, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
+import { machineLine, mallocTuningWanted, MiB, positiveInt, scratchRoot } from "./support/bench-settings.js";
+import { runBench } from "./support/bench-run.js";
 import { fixed, percentile, printTable } from "./support/bench-report.js";
 import { OPERATIONS, runSoak, soakVerdicts } from "./support/soak-load.js";
 
 async function main(): Promise<void> {
-  if (relaunchWithMallocTuning()) return;
   const seconds = positiveInt("BENCH_SECONDS", 60);
   const clients = positiveInt("BENCH_CLIENTS", 64);
   const cancels = positiveInt("BENCH_CANCELS", 1000);
@@ -81,7 +81,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runBench("soak", main, { mallocTuning: true });

@@ -23,7 +23,8 @@ import * as path from "node:path";
 import { FileStorageClient } from "../client/src/index.js";
 import { spawnDaemon, type DaemonProcess } from "../test/kit/daemon-process.js";
 import { makeTempDir } from "../test/kit/temp-dir.js";
-import { machineLine, mallocTuningWanted, MiB, positiveInt, relaunchWithMallocTuning, scratchRoot } from "./support/bench-settings.js";
+import { machineLine, mallocTuningWanted, MiB, positiveInt, scratchRoot } from "./support/bench-settings.js";
+import { runBench } from "./support/bench-run.js";
 import { fixed, median, mib, printTable, ratio, secondsSince } from "./support/bench-report.js";
 import { downloadRequest, echoClient, startEchoServer, type EchoClient } from "./support/echo-server.js";
 
@@ -41,7 +42,6 @@ const CHUNK = MiB;
 const KEY = "bench/stream.bin";
 
 async function main(): Promise<void> {
-  if (relaunchWithMallocTuning()) return;
   const total = positiveInt("BENCH_MIB", 1024) * MiB;
   const runs = positiveInt("BENCH_RUNS", 3);
   const block = randomBytes(CHUNK);
@@ -184,7 +184,4 @@ async function fileDown(file: string, total: number): Promise<void> {
   if (received !== total) throw new Error(`read ${received} bytes, expected ${total}`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runBench("stream", main, { mallocTuning: true });

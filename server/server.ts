@@ -102,6 +102,11 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       const s = stack.status();
       return { available: s.gcsAvailable, breaker: s.breaker ?? "closed" };
     },
+    disk: () => {
+      // The same figure the local tier checks its reserve against (blob-files.ts).
+      const s = fs.statfsSync(config.localStoragePath);
+      return { freeBytes: s.bavail * s.bsize, sizeBytes: s.blocks * s.bsize, reserveBytes: config.localMinFreeBytes };
+    },
   });
 
   const auth = createAuthorizer(config.authTokens);

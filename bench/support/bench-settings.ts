@@ -1,11 +1,10 @@
 /**
  * What every benchmark shares before it measures anything: its settings from
  * the environment, whether the glibc malloc tuning that `npm start` uses
- * (test/kit/malloc-tuning.ts) applies (to the benchmark process itself by
- * relaunching it, and to the servers it spawns), and a one-line description
+ * (test/kit/malloc-tuning.ts) applies (to the benchmark process itself, see
+ * bench-run.ts, and to the servers it spawns), and a one-line description
  * of the machine for the results.
  */
-import { spawnSync } from "node:child_process";
 import * as os from "node:os";
 import { MALLOC_TUNING } from "../../test/kit/malloc-tuning.js";
 
@@ -23,23 +22,6 @@ export function mallocTuningWanted(): boolean {
 /** The malloc variables for a child process, or none when tuning is off. */
 export function mallocEnv(): Record<string, string> {
   return mallocTuningWanted() ? { ...MALLOC_TUNING } : {};
-}
-
-/**
- * glibc reads its tuning variables once, at start-up, so a benchmark started
- * without them runs itself again with them. Returns true when it did (the
- * caller then stops: the child has done the work and set the exit code).
- */
-export function relaunchWithMallocTuning(): boolean {
-  if (!mallocTuningWanted()) return false;
-  const tuned = Object.entries(MALLOC_TUNING).every(([name, value]) => process.env[name] === value);
-  if (tuned) return false;
-  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    stdio: "inherit",
-    env: { ...process.env, ...MALLOC_TUNING },
-  });
-  process.exitCode = child.status ?? 1;
-  return true;
 }
 
 /** A positive integer from the environment variable `name`, or `fallback`. */

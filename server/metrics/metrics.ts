@@ -26,6 +26,8 @@ export interface MetricProviders {
   cache: () => { entries: number; bytes: number };
   replication: () => { count: number; oldestAgeSeconds: number };
   gcs: () => { available: boolean; breaker: BreakerState };
+  /** The file system holding the local tier: bytes free to the daemon, its size, and the reserve writes keep (LOCAL_MIN_FREE_BYTES). */
+  disk: () => { freeBytes: number; sizeBytes: number; reserveBytes: number };
 }
 
 export interface MethodStats {
@@ -70,7 +72,7 @@ export interface Metrics extends TierObserver {
   /** Registers (or replaces) the live-state providers; gauges without one stay at 0. */
   setProviders(providers: Partial<MetricProviders>): void;
   /** Adds the local tier's gauges (local-tier-gauges.ts), read from `read` at scrape time. */
-  watchLocalTier(read: () => Promise<LocalTierHoldings>): void;
+  watchLocalTier(read: () => LocalTierHoldings): void;
   /** The operation counters, read from the prom-client metrics (async: prom-client reads are). */
   snapshot(): Promise<MetricsSnapshot>;
 }
@@ -182,6 +184,29 @@ export function createMetrics(): Metrics {
     collect() {
       if (providers.gcs) this.set(providers.gcs().available ? 1 : 0);
     },
+  });
+
+  // Read at scrape time (a statfs each: cheap); a failed read leaves the gauge as it was.
+  const disk = (pick: (d: ReturnType<MetricProviders["disk"]>) => number) =>
+    function (this: Gauge) {
+      try {
+        if (providers.disk) this.set(pick(providers.disk()));
+      } catch {
+        // The folder is unreadable right now; the tier's own checks report it.
+      }
+    };
+  new Gauge({
+    name: "fs_local_disk_free_bytes",
+    help: "Bytes free to the daemon on the file system holding LOCAL_STORAGE_PATH (local writes stop below the reserve)",
+    registers,
+    collect: disk((d) => d.freeBytes),
+  });
+  new Gauge({ name: "fs_local_disk_size_bytes", help: "Size of the file system holding LOCAL_STORAGE_PATH", registers, collect: disk((d) => d.sizeBytes) });
+  new Gauge({
+    name: "fs_local_disk_reserve_bytes",
+    help: "Free bytes the local tier keeps for deletes and the index (LOCAL_MIN_FREE_BYTES)",
+    registers,
+    collect: disk((d) => d.reserveBytes),
   });
 
   collectDefaultMetrics({ register: registry });

