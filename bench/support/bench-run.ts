@@ -61,7 +61,7 @@ export function runBench(name: string, main: () => Promise<void>, opts: BenchOpt
       // A bench that failed half-way may not have stopped everything.
       await releaseAll();
       disk.stop();
-      console.log(`(${name}: run time ${secondsSince(started).toFixed(1)} s, peak disk ${(disk.peak() / MiB).toFixed(1)} MiB under its temp folders)`);
+      console.log(`(${name}: run time ${secondsSince(started).toFixed(1)} s, peak disk ${(disk.peak() / MiB).toFixed(1)} MiB (${disk.peak()} bytes) under its temp folders)`);
       if (!ok) process.exitCode = 1;
     });
 }
