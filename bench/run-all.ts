@@ -6,7 +6,8 @@
  *
  * Run:  npm run bench                       (builds first, then runs all)
  *       node dist/bench/run-all.js stream gcs   (only those, by name)
- *       node dist/bench/run-all.js soak         (on request only: not part of "all")
+ *       node dist/bench/run-all.js soak         (on request only: not part of "all";
+ *                                               so are legacy and peers)
  * Settings pass through the environment (BENCH_RUNS, BENCH_MIB, ...; see each bench).
  */
 import { spawn } from "node:child_process";
@@ -16,7 +17,7 @@ import { secondsSince } from "./support/bench-report.js";
 
 const BENCHES = ["stream", "small-writes", "gcs", "codec", "json-check"] as const;
 /** Run only when named: long-running checks rather than measurements to compare. */
-const ON_REQUEST = ["soak"] as const;
+const ON_REQUEST = ["soak", "legacy", "peers"] as const;
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2);
