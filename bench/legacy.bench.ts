@@ -27,7 +27,7 @@ import { repoRoot } from "../test/kit/repo-root.js";
 import { makeTempDir } from "../test/kit/temp-dir.js";
 import { fixed, median, mib, printTable, secondsSince } from "./support/bench-report.js";
 import { machineLine, mallocTuningWanted, positiveInt, scratchRoot } from "./support/bench-settings.js";
-import { cpuProfileEnv, newestProfile, printProfileSummary, summariseCpuProfile } from "./support/cpu-profile.js";
+import { cpuProfileArgs, newestProfile, printProfileSummary, summariseCpuProfile } from "./support/cpu-profile.js";
 import { onInterrupt } from "./support/on-interrupt.js";
 
 const KINDS = ["json", "text", "bytes"] as const;
@@ -42,6 +42,9 @@ interface DriverResult {
   count: number;
   orders: string[];
   python: string;
+  /** CLOCK_MONOTONIC microseconds around the measured rounds. */
+  measuredFromMicros: number;
+  measuredToMicros: number;
   daemon: SystemResult;
   old: SystemResult;
 }
@@ -106,13 +109,14 @@ async function main(): Promise<void> {
   try {
     fs.mkdirSync(path.join(dir.path, "daemon"));
     fs.mkdirSync(path.join(dir.path, "old"));
-    let env: Record<string, string> = { LOCAL_STORAGE_PATH: path.join(dir.path, "daemon") };
     if (mode === "profile") {
       fs.rmSync(profDir, { recursive: true, force: true });
       fs.mkdirSync(profDir, { recursive: true });
-      env = { ...env, ...cpuProfileEnv(profDir) };
     }
-    daemon = await spawnDaemon(env, { mallocTuning: mallocTuningWanted() });
+    daemon = await spawnDaemon(
+      { LOCAL_STORAGE_PATH: path.join(dir.path, "daemon") },
+      { mallocTuning: mallocTuningWanted(), nodeArgs: mode === "profile" ? cpuProfileArgs(profDir) : [] },
+    );
     const started = process.hrtime.bigint();
     const result = await runDriver(["--address", daemon.address, "--old-dir", path.join(dir.path, "old"), "--rounds", String(rounds), "--count", String(count)]);
     const peak = daemon.peakRss();
@@ -121,7 +125,7 @@ async function main(): Promise<void> {
     printResult(result, peak);
     if (mode === "profile") {
       console.log("");
-      printProfileSummary(summariseCpuProfile(newestProfile(profDir)));
+      printProfileSummary(summariseCpuProfile(newestProfile(profDir), { fromMicros: result.measuredFromMicros, toMicros: result.measuredToMicros }));
     }
   } finally {
     unregister();

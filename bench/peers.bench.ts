@@ -34,7 +34,7 @@ import { repoRoot } from "../test/kit/repo-root.js";
 import { makeTempDir, type TempDir } from "../test/kit/temp-dir.js";
 import { fixed, median, mib, printTable, secondsSince } from "./support/bench-report.js";
 import { machineLine, mallocTuningWanted, positiveInt, positiveInts, scratchRoot } from "./support/bench-settings.js";
-import { cpuProfileEnv, newestProfile, printProfileSummary, summariseCpuProfile } from "./support/cpu-profile.js";
+import { cpuProfileArgs, newestProfile, printProfileSummary, summariseCpuProfile } from "./support/cpu-profile.js";
 import { onInterrupt } from "./support/on-interrupt.js";
 import { MINIO_PASSWORD, MINIO_USER, startBazelRemote, startMinio, type PeerProcess } from "./support/peer-servers.js";
 
@@ -75,6 +75,9 @@ interface ServerReport {
 interface DriverReport {
   config: { rounds: number; bigBytes: number; readBytes: number; writeBytes: number; loopSeconds: number; inFlight: number[] };
   servers: ServerReport[];
+  /** CLOCK_MONOTONIC microseconds around the measured rounds. */
+  measuredFromMicros: number;
+  measuredToMicros: number;
 }
 
 interface Settings {
@@ -353,7 +356,7 @@ async function profile(s: Settings): Promise<void> {
     };
     const unregister = onInterrupt(stop);
     try {
-      daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: dir.path, ...cpuProfileEnv(profDir) }, { mallocTuning: mallocTuningWanted() });
+      daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: dir.path }, { mallocTuning: mallocTuningWanted(), nodeArgs: cpuProfileArgs(profDir) });
       console.log(`## ${workload}: daemon pid ${daemon.pid}, load average ${loadLine()}`);
       const report = await runDriver([...driverArgs(s), "-only", workload, "-daemon", daemon.address, "-daemon-pid", String(daemon.pid)]);
       const x = report.servers[0]!;
@@ -364,7 +367,7 @@ async function profile(s: Settings): Promise<void> {
       }
       await daemon.stop(30_000);
       console.log("");
-      printProfileSummary(summariseCpuProfile(newestProfile(profDir)));
+      printProfileSummary(summariseCpuProfile(newestProfile(profDir), { fromMicros: report.measuredFromMicros, toMicros: report.measuredToMicros }));
       console.log("");
     } finally {
       unregister();

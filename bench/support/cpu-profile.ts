@@ -1,5 +1,5 @@
 /**
- * CPU profiles of a spawned daemon: the environment that makes Node write
+ * CPU profiles of a spawned daemon: the node options that make it write
  * one (`--cpu-prof`, written when the process exits normally, e.g. after
  * SIGTERM), and a summary of a written .cpuprofile: where the main thread's
  * time went, by function (self time) and by module (node_modules package,
@@ -11,9 +11,9 @@ import * as path from "node:path";
 import { repoRoot } from "../../test/kit/repo-root.js";
 import { printTable } from "./bench-report.js";
 
-/** Environment for a Node child that writes its CPU profile into `dir` when it exits. */
-export function cpuProfileEnv(dir: string): Record<string, string> {
-  return { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` };
+/** Node options (SpawnOptions.nodeArgs; NODE_OPTIONS refuses --cpu-prof) for a child that writes its CPU profile into `dir` when it exits. */
+export function cpuProfileArgs(dir: string): string[] {
+  return ["--cpu-prof", `--cpu-prof-dir=${dir}`];
 }
 
 interface CallFrame {
@@ -29,8 +29,16 @@ interface ProfileNode {
 
 interface CpuProfile {
   nodes: ProfileNode[];
+  /** CLOCK_MONOTONIC microseconds, as are the samples' times. */
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
+}
+
+/** Which samples count: between these CLOCK_MONOTONIC microseconds (e.g. a driver's measured rounds). */
+export interface ProfileWindow {
+  fromMicros: number;
+  toMicros: number;
 }
 
 /** Self time of one function or module. */
@@ -45,6 +53,7 @@ export interface ProfileRow {
 
 export interface ProfileSummary {
   file: string;
+  window?: ProfileWindow;
   totalMs: number;
   idleMs: number;
   functions: ProfileRow[];
@@ -72,8 +81,11 @@ function moduleOf(frame: CallFrame): string {
   return url.startsWith(root) ? path.relative(root, url) : url;
 }
 
-/** Reads a .cpuprofile and sums self time by function and by module (top `limit` of each). */
-export function summariseCpuProfile(file: string, limit = 15): ProfileSummary {
+/**
+ * Reads a .cpuprofile and sums self time by function and by module (top
+ * `limit` of each), counting only the samples inside `window` when given.
+ */
+export function summariseCpuProfile(file: string, window?: ProfileWindow, limit = 15): ProfileSummary {
   const profile = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const fnMs = new Map<string, number>();
@@ -81,10 +93,13 @@ export function summariseCpuProfile(file: string, limit = 15): ProfileSummary {
   let totalMs = 0;
   let idleMs = 0;
   // timeDeltas[i] is the time from sample i-1 to sample i: it belongs to sample i-1.
+  let at = profile.startTime;
   for (let i = 0; i < profile.samples.length; i++) {
+    at += profile.timeDeltas[i] ?? 0;
     const node = byId.get(profile.samples[i]!);
     const ms = (profile.timeDeltas[i + 1] ?? 0) / 1000;
     if (!node) continue;
+    if (window && (at < window.fromMicros || at > window.toMicros)) continue;
     totalMs += ms;
     const frame = node.callFrame;
     if (frame.functionName === "(idle)") idleMs += ms;
@@ -99,7 +114,8 @@ export function summariseCpuProfile(file: string, limit = 15): ProfileSummary {
       .sort((a, b) => b[1] - a[1])
       .slice(0, limit)
       .map(([name, ms]) => ({ name, ms, share: ms / totalMs, busyShare: name === "(idle)" ? NaN : ms / busy }));
-  return { file, totalMs, idleMs, functions: rows(fnMs), modules: rows(modMs) };
+  if (window && totalMs === 0) throw new Error(`${file} has no sample inside the window ${window.fromMicros}..${window.toMicros} us: not the same clock?`);
+  return { file, window, totalMs, idleMs, functions: rows(fnMs), modules: rows(modMs) };
 }
 
 /** The newest .cpuprofile in `dir`; throws when there is none. */
@@ -118,7 +134,8 @@ const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : "-
 /** Prints a summary as two tables (modules, then functions). */
 export function printProfileSummary(summary: ProfileSummary): void {
   console.log(
-    `profile ${path.relative(process.cwd(), summary.file)}: ${(summary.totalMs / 1000).toFixed(1)} s sampled, ` +
+    `profile ${path.relative(process.cwd(), summary.file)}: ${(summary.totalMs / 1000).toFixed(1)} s sampled` +
+      `${summary.window ? " (the measured rounds only)" : ""}, ` +
       `main thread idle ${pct(summary.idleMs / summary.totalMs)}`,
   );
   console.log("");

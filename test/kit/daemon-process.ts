@@ -55,6 +55,8 @@ export interface SpawnOptions {
   startTimeoutMs?: number;
   /** Its name in errors; default "server". */
   label?: string;
+  /** Options for node itself, before the script (e.g. --cpu-prof, which NODE_OPTIONS does not take). */
+  nodeArgs?: string[];
 }
 
 /**
@@ -66,7 +68,7 @@ export interface SpawnOptions {
 export async function spawnServerProcess(args: string[], env: Record<string, string>, readyMsg: string, opts: SpawnOptions = {}): Promise<DaemonProcess> {
   const label = opts.label ?? "server";
   const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
-  const child = spawn(process.execPath, args, {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args], {
     env: { PATH: process.env.PATH ?? "", ...(opts.mallocTuning ? MALLOC_TUNING : {}), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -65,8 +65,10 @@ func (b *bazelServer) get(ctx context.Context, x blob) (*http.Response, error) {
 
 func (b *bazelServer) setup(ctx context.Context, big blob, small []blob) error {
 	b.big, b.small = big, small
-	if err := b.put(ctx, big); err != nil {
-		return fmt.Errorf("storing the big object: %w", err)
+	if len(big.data) > 0 {
+		if err := b.put(ctx, big); err != nil {
+			return fmt.Errorf("storing the big object: %w", err)
+		}
 	}
 	for i, x := range small {
 		if err := b.put(ctx, x); err != nil {

@@ -34,8 +34,10 @@ func (d *daemonServer) close()       { _ = d.client.Close() }
 
 func (d *daemonServer) setup(ctx context.Context, big blob, small []blob) error {
 	d.bigSize = int64(len(big.data))
-	if _, err := d.client.Upload(ctx, "peers/big", bytes.NewReader(big.data), filestorage.WithSize(d.bigSize)); err != nil {
-		return fmt.Errorf("storing the big object: %w", err)
+	if d.bigSize > 0 {
+		if _, err := d.client.Upload(ctx, "peers/big", bytes.NewReader(big.data), filestorage.WithSize(d.bigSize)); err != nil {
+			return fmt.Errorf("storing the big object: %w", err)
+		}
 	}
 	for i, b := range small {
 		d.smallSize = len(b.data)

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/filestorage/filestorage/clients/go v0.0.0
 	github.com/minio/minio-go/v7 v7.4.1
+	golang.org/x/sys v0.48.0
 )
 
 require (
@@ -23,7 +24,6 @@ require (
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	google.golang.org/grpc v1.85.0 // indirect

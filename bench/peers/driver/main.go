@@ -68,6 +68,10 @@ type serverReport struct {
 type report struct {
 	Config  config          `json:"config"`
 	Servers []*serverReport `json:"servers"`
+	// CLOCK_MONOTONIC microseconds (the clock of V8's CPU profiles) when the
+	// measured rounds began and ended: setup and warm-up are before it.
+	MeasuredFromMicros int64 `json:"measuredFromMicros"`
+	MeasuredToMicros   int64 `json:"measuredToMicros"`
 }
 
 func main() {
@@ -182,9 +186,17 @@ func run() error {
 				reports[i].Write = append(reports[i].Write, &loopReport{InFlight: n})
 			}
 		}
-		progress("%s: storing the big object and the small ones", s.name())
+		// Only what the chosen workloads read, so a profile of one workload holds little else.
+		storeBig, storeSmall := blob{}, []blob(nil)
+		if wants["download"] {
+			storeBig = big
+		}
+		if wants["read"] {
+			storeSmall = small
+		}
+		progress("%s: storing the big object (%v) and the small ones (%d)", s.name(), wants["download"], len(storeSmall))
 		setupCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		err := s.setup(setupCtx, big, small)
+		err := s.setup(setupCtx, storeBig, storeSmall)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%s: setup: %w", s.name(), err)
@@ -211,7 +223,11 @@ func run() error {
 
 	// round 0 is the warm-up; rounds 1..n are measured. Each workload visits
 	// every server in an order that rotates with the round.
+	var measuredFrom int64
 	for round := 0; round <= cfg.Rounds; round++ {
+		if round == 1 {
+			measuredFrom = monotonicMicros()
+		}
 		order := make([]int, len(servers))
 		names := make([]string, len(servers))
 		for i := range order {
@@ -300,6 +316,7 @@ func run() error {
 		}
 	}
 
+	measuredTo := monotonicMicros()
 	for i, s := range servers {
 		peak, err := peakRSS(s.pid())
 		if err != nil {
@@ -312,7 +329,7 @@ func run() error {
 	}
 	out := json.NewEncoder(os.Stdout)
 	out.SetIndent("", " ")
-	return out.Encode(report{Config: cfg, Servers: reports})
+	return out.Encode(report{Config: cfg, Servers: reports, MeasuredFromMicros: measuredFrom, MeasuredToMicros: measuredTo})
 }
 
 func addTransfer(r *transferReport, round int, s transferSample) {

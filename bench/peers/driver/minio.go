@@ -64,8 +64,10 @@ func (m *minioServer) setup(ctx context.Context, big blob, small []blob) error {
 		}
 	}
 	m.big = big
-	if err := m.put(ctx, "big", big.data); err != nil {
-		return fmt.Errorf("storing the big object: %w", err)
+	if len(big.data) > 0 {
+		if err := m.put(ctx, "big", big.data); err != nil {
+			return fmt.Errorf("storing the big object: %w", err)
+		}
 	}
 	for i, b := range small {
 		m.smallSize = len(b.data)

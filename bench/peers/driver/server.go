@@ -32,7 +32,8 @@ func newBlob(data []byte) blob {
 type server interface {
 	name() string
 	pid() int
-	// setup stores the big object (for downloads) and the small ones (for reads).
+	// setup stores the big object (for downloads; none when its data is
+	// empty) and the small ones (for reads).
 	setup(ctx context.Context, big blob, small []blob) error
 	// download reads the whole big object, checks its size and CRC32C, and
 	// returns how many bytes arrived.
