@@ -11,7 +11,8 @@
  *
  * Run:  npm run bench                       (builds first, then runs all)
  *       node dist/bench/run-all.js stream gcs   (only those, by name)
- *       node dist/bench/run-all.js soak         (on request only: not part of "all")
+ *       node dist/bench/run-all.js soak         (on request only: not part of "all";
+ *                                               so are legacy and peers)
  * Settings pass through the environment (BENCH_RUNS, BENCH_MIB, ...; see each bench).
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -22,7 +23,7 @@ import { INTERRUPTED_EXIT_CODE } from "./support/bench-run.js";
 
 const BENCHES = ["stream", "small-writes", "gcs", "codec", "json-check"] as const;
 /** Run only when named: long-running checks rather than measurements to compare. */
-const ON_REQUEST = ["soak"] as const;
+const ON_REQUEST = ["soak", "legacy", "peers"] as const;
 /** Benches that run tools test/setup/install-tools.sh installs. */
 const NEED_TOOLS: readonly string[] = ["gcs"];
 /** How long an interrupted bench may take to clean up before it is killed. */

@@ -65,6 +65,8 @@ export interface SpawnOptions {
   ready?: (line: string) => string | undefined;
   /** Its working folder; default this process's. */
   cwd?: string;
+  /** Options for node itself, before the script (e.g. --cpu-prof, which NODE_OPTIONS does not take). */
+  nodeArgs?: string[];
 }
 
 /**
@@ -76,7 +78,7 @@ export interface SpawnOptions {
 export async function spawnServerProcess(args: string[], env: Record<string, string>, readyMsg: string, opts: SpawnOptions = {}): Promise<DaemonProcess> {
   const label = opts.label ?? "server";
   const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
-  const child = spawn(process.execPath, args, {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args], {
     env: { PATH: process.env.PATH ?? "", ...(opts.mallocTuning ? MALLOC_TUNING : {}), ...env },
     cwd: opts.cwd,
     stdio: ["ignore", "pipe", "pipe"],
