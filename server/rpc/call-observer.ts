@@ -40,14 +40,23 @@ export function decoded<T>(message: T, what: string): T {
   return message;
 }
 
-/** A signal that aborts (CANCELLED) when the client cancels or the deadline passes. */
-export function callSignal(call: SurfaceCall): AbortSignal {
+/**
+ * A signal that aborts (CANCELLED) when the client cancels or the deadline
+ * passes, until `release()`: grpc-js emits 'cancelled' when any call's stream
+ * closes, a finished one's too, so the handler's end must release it or every
+ * call would pay for an abort (an error with its stack, the signal's
+ * listeners) after it answered.
+ */
+export function callSignal(call: SurfaceCall): { signal: AbortSignal; release: () => void } {
   const ac = new AbortController();
   const cancel = () => ac.abort(new StorageError(Code.Cancelled, "the call was cancelled"));
   // A call cancelled before its handler ran has already emitted 'cancelled'.
-  if ((call as { cancelled?: boolean }).cancelled) cancel();
-  else (call as EventEmitter).once("cancelled", cancel);
-  return ac.signal;
+  if ((call as { cancelled?: boolean }).cancelled) {
+    cancel();
+    return { signal: ac.signal, release: () => undefined };
+  }
+  (call as EventEmitter).once("cancelled", cancel);
+  return { signal: ac.signal, release: () => void (call as EventEmitter).removeListener("cancelled", cancel) };
 }
 
 export interface CallObserver {
@@ -66,40 +75,42 @@ export function createCallObserver(o: { observer: RpcObserver; log: StatusLogger
   function observe<T>(
     method: string,
     call: SurfaceCall,
-    fn: () => Promise<T>,
-    answer: (status: ReturnType<typeof toStatus> | null, result?: T) => void,
+    fn: (signal: AbortSignal) => Promise<T>,
+    answer: (status: ReturnType<typeof toStatus> | null, result?: T, signal?: AbortSignal) => void,
   ): void {
+    const { signal, release } = callSignal(call);
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
     const span: RpcSpan | undefined = o.tracer && startRpcSpan(o.tracer, method, call);
     // A synchronous throw (a bad request caught early) goes the same way as a rejection.
+    const run = () => fn(signal);
     Promise.resolve()
-      .then(span ? () => span.run(fn) : fn)
+      .then(span ? () => span.run(run) : run)
       .then(
         (result) => {
+          release();
           o.observer.recordRequest(method, "OK", seconds());
           span?.end(0);
-          answer(null, result);
+          answer(null, result, signal);
         },
         (err: unknown) => {
+          release();
           const status = toStatus(err, method, o.log, span?.requestId);
           o.observer.recordRequest(method, statusName(status.code), seconds());
           span?.end(status.code, err);
-          answer(status);
+          answer(status, undefined, signal);
         },
       );
   }
 
   return {
     unary: (method, fn) => (call, callback) => {
-      const signal = callSignal(call);
-      observe(method, call, () => fn(decoded(call.request, `the ${method} request`), call, signal), (status, res) =>
+      observe(method, call, (signal) => fn(decoded(call.request, `the ${method} request`), call, signal), (status, res) =>
         status ? callback(status) : callback(null, res),
       );
     },
     clientStream: (method, fn) => (call, callback) => {
-      const signal = callSignal(call);
-      observe(method, call, () => fn(call, signal), (status, res) => {
+      observe(method, call, (signal) => fn(call, signal), (status, res) => {
         if (!status) return callback(null, res);
         // Stop reading whatever the client still sends.
         call.removeAllListeners("data");
@@ -108,11 +119,10 @@ export function createCallObserver(o: { observer: RpcObserver; log: StatusLogger
       });
     },
     serverStream: (method, fn) => (call) => {
-      const signal = callSignal(call);
-      observe(method, call, () => fn(decoded(call.request, `the ${method} request`), call, signal), (status) => {
+      observe(method, call, (signal) => fn(decoded(call.request, `the ${method} request`), call, signal), (status, _res, signal) => {
         if (!status) return void call.end();
         // emit('error') sends the status; destroy() would leave the client waiting.
-        if (!signal.aborted) call.emit("error", status);
+        if (!signal?.aborted) call.emit("error", status);
       });
     },
   };

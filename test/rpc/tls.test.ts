@@ -114,7 +114,7 @@ describe("mutual TLS with client_cn entries", () => {
     expect(noCert.code).toBe(1);
     expect(noCert.stderr).toMatch(/^filestorage: UNAVAILABLE: /);
     const half = await runCli([...base, "--tls-cert", ci.certFile, "stat", "ci/cli.txt"]);
-    expect(half).toMatchObject({ code: 1, stderr: "filestorage: INVALID_ARGUMENT: --tls-cert and --tls-key go together: give both (mutual TLS) or neither\n" });
+    expect(half).toMatchObject({ code: 2, stderr: "filestorage: INVALID_ARGUMENT: --tls-cert and --tls-key go together: give both (mutual TLS) or neither\n" });
   });
 });
 
