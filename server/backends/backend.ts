@@ -198,10 +198,23 @@ export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 }
 
+/**
+ * A source of known length that can be read again from its start, each
+ * iteration yielding the same bytes: a layer may replay it on another tier
+ * after a failed attempt (the chain does, on the fallback), and limits can be
+ * checked on its length before any byte is read.
+ */
+export abstract class ReplayableSource implements AsyncIterable<Uint8Array> {
+  abstract readonly byteLength: number;
+  abstract [Symbol.asyncIterator](): AsyncIterator<Uint8Array>;
+}
+
 /** A source held in memory (a unary body): it can be read more than once, so
  * a layer may replay it on another tier after a failed attempt. */
-export class BufferedSource implements AsyncIterable<Uint8Array> {
-  constructor(readonly chunks: readonly Uint8Array[]) {}
+export class BufferedSource extends ReplayableSource {
+  constructor(readonly chunks: readonly Uint8Array[]) {
+    super();
+  }
 
   get byteLength(): number {
     return this.chunks.reduce((n, c) => n + c.byteLength, 0);

@@ -10,7 +10,9 @@
  * wins (with GCS in chain mode these are pending copies, whose deletes are
  * then replayed like any other). Every GCS_SWEEP_SECONDS it lists the bucket
  * (rarely: it is a listing) to replace expired objects by tombstones and drop
- * old tombstones and upload parts a crash left.
+ * old tombstones and upload parts a crash left. Every local sweep also
+ * deletes the resumable uploads abandoned for UPLOAD_EXPIRY_SECONDS (through
+ * `uploads`, which owns them).
  */
 import type { Backend, ObjectRecord } from "../backends/backend.js";
 import type { FsBackend } from "../backends/fs/fs-backend.js";
@@ -35,6 +37,8 @@ export interface ExpirySweeperOptions {
   store: Backend;
   gcs?: { backend: GcsBackend; breaker: CircuitBreaker; tombstoneRetentionMs: number };
   quotas?: Quotas;
+  /** Resumable upload sessions: their expired ones go with each local sweep. */
+  uploads?: { sweepExpired(now: number): Promise<number> };
   localIntervalMs: number;
   gcsIntervalMs: number;
   onExpired?: (count: number) => void;
@@ -42,7 +46,7 @@ export interface ExpirySweeperOptions {
 }
 
 export interface ExpirySweeper {
-  /** Runs a sweep now (the local tier, and the bucket unless `gcs: false`); joins one already running. */
+  /** Runs a sweep now (the local tier and its abandoned uploads, and the bucket unless `gcs: false`); joins one already running. Returns the expired objects removed. */
   sweep(opts?: { gcs?: boolean }): Promise<number>;
   /** Stops the timers and waits for a sweep in progress. */
   stop(): Promise<void>;
@@ -92,6 +96,8 @@ export function startExpirySweeper(opts: ExpirySweeperOptions): ExpirySweeper {
     sweeping ??= (async () => {
       const now = Date.now();
       let count = await sweepLocal(now);
+      const uploads = await opts.uploads?.sweepExpired(now);
+      if (uploads) opts.log?.info({ uploads }, "deleted abandoned resumable uploads (UPLOAD_EXPIRY_SECONDS)");
       if (sweepOpts.gcs) count += await sweepGcs(now);
       if (count > 0) opts.onExpired?.(count);
       return count;

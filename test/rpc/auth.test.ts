@@ -76,6 +76,14 @@ const cases: Record<string, Case> = {
   DeleteMany: { right: "delete", run: (c, n) => c.deleteMany({ keys: [`t/absent-${n}`], prefix: `t/none-${n}/` }) },
   ListKeys: { right: "list", run: async (c) => expect((await c.listKeys({ prefix: "t/" })).keys).toContain("t/obj") },
   GetStats: { right: "admin", run: async (c) => expect((await c.getStats()).initialized).toBe(true) },
+  QueryUpload: {
+    right: "write",
+    run: async (c, n) => {
+      // An explicit upload id: the client asks QueryUpload first, then uploads, then the test asks again.
+      await c.upload(`t/resumable-${n}`, [Buffer.from("resumable")], { uploadId: `auth-${n}` });
+      expect((await c.queryUpload(`auth-${n}`))?.complete).toBe(true);
+    },
+  },
 };
 
 describe("rights", () => {

@@ -8,6 +8,7 @@
  *   index.sqlite        WAL database: objects, outbox, counters, identities
  *   tmp/<id>            uploads in flight; leftovers removed by sweepLeftovers()
  *   blobs/<xx>/<id>     committed blobs; an unreferenced one is removed by sweepLeftovers()
+ *   uploads/<id>        bytes of resumable upload sessions (upload-store.ts); kept while their session is
  *
  * Keys never become paths, so no key reaches outside the root and record data
  * never collides with blob data. Objects up to INLINE_MAX_BYTES live inline in
@@ -30,8 +31,10 @@ import { createInFlight } from "./in-flight.js";
 import { checkPrecondition, openIndex, toRecord, type FsFaults, type IndexDb } from "./index-db.js";
 import { listPage } from "./listing.js";
 import { makePrivateFolder } from "./private-files.js";
+import { createUploadStore, type UploadStore } from "./upload-store.js";
 
 export type { FsFaults } from "./index-db.js";
+export type { UploadSessionRecord, UploadStore, UploadWriter } from "./upload-store.js";
 
 export interface FsBackendOptions {
   /** The storage folder; created when missing. */
@@ -52,6 +55,8 @@ export interface FsBackendOptions {
 /** The local backend: a Backend with an outbox, an index of expiries, identities and the leftover sweep. */
 export type FsBackend = Backend & {
   readonly outbox: Outbox;
+  /** Resumable upload sessions: rows in the index, bytes under uploads/ (upload-store.ts). */
+  readonly uploads: UploadStore;
   /** Up to `limit` keys whose expiresAt is at or before `now` (Unix ms), soonest first. This
    * backend does not hide expired objects itself; the engine does, and sweeps them with this. */
   expired(now: number, limit: number): string[];
@@ -62,12 +67,12 @@ export type FsBackend = Backend & {
    */
   identity(name: string, create: () => string): string;
   /**
-   * Removes what a crash left: every file in tmp/ and every blob no row names,
-   * except the files of puts this backend started meanwhile, so it is safe
-   * while serving. Call it once per open (the daemon does, after binding);
-   * a second call rejects.
+   * Removes what a crash left: every file in tmp/, every blob no row names
+   * and every file in uploads/ no session names, except the files this
+   * backend made meanwhile, so it is safe while serving. Call it once per open
+   * (the daemon does, after binding); a second call rejects.
    */
-  sweepLeftovers(): Promise<{ tmpFiles: number; blobs: number }>;
+  sweepLeftovers(): Promise<{ tmpFiles: number; blobs: number; uploadFiles: number }>;
 };
 
 /**
@@ -113,9 +118,12 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
   // close() cancels the puts still running and waits for their cleanup.
   const running = createInFlight(() => unavailable("the local storage is closed"));
 
+  const uploads = createUploadStore(index, blobs);
+
   const backend: FsBackend = {
     name: "local",
     outbox: index.outbox,
+    uploads,
 
     async put(key, source, meta, putOpts = {}) {
       throwIfAborted(putOpts.signal);
@@ -222,7 +230,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       lock.release();
     },
 
-    sweepLeftovers: () => blobs.sweepLeftovers((id) => index.blobReferenced(id)),
+    sweepLeftovers: () => blobs.sweepLeftovers({ blob: (id) => index.blobReferenced(id), upload: (id) => uploads.fileReferenced(id) }),
     expired: (now, limit) => index.expired(now, limit),
     identity: (name, create) => index.identity(name, create),
   };

@@ -538,8 +538,16 @@ type StoreStreamHeader struct {
 	Size              *int64                 `protobuf:"varint,5,opt,name=size,proto3,oneof" json:"size,omitempty"`
 	IfGenerationMatch *int64                 `protobuf:"varint,6,opt,name=if_generation_match,json=ifGenerationMatch,proto3,oneof" json:"if_generation_match,omitempty"`
 	ExpiresAt         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Empty: a one-shot upload. Otherwise 1..128 of [A-Za-z0-9_-], chosen by
+	// the client: the bytes received are kept durably under it, a stream that
+	// breaks leaves them resumable, and a stream that half-closes completes the
+	// object. A resume repeats the key and header fields of the first stream.
+	UploadId string `protobuf:"bytes,8,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// With upload_id: where this stream's bytes start. 0 for a new upload; a
+	// resume must send the committed size (QueryUpload), else OUT_OF_RANGE.
+	WriteOffset   int64 `protobuf:"varint,9,opt,name=write_offset,json=writeOffset,proto3" json:"write_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoreStreamHeader) Reset() {
@@ -619,6 +627,20 @@ func (x *StoreStreamHeader) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *StoreStreamHeader) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *StoreStreamHeader) GetWriteOffset() int64 {
+	if x != nil {
+		return x.WriteOffset
+	}
+	return 0
 }
 
 type StoreStreamTrailer struct {
@@ -1784,6 +1806,124 @@ func (x *GetStatsResponse) GetOperations() []*OperationCount {
 	return nil
 }
 
+type QueryUploadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UploadId      string                 `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryUploadRequest) Reset() {
+	*x = QueryUploadRequest{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryUploadRequest) ProtoMessage() {}
+
+func (x *QueryUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryUploadRequest.ProtoReflect.Descriptor instead.
+func (*QueryUploadRequest) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *QueryUploadRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+type QueryUploadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes the daemon holds durably (fsynced); never decreases, survives a
+	// restart. A resume sends it as write_offset.
+	CommittedSize int64 `protobuf:"varint,1,opt,name=committed_size,json=committedSize,proto3" json:"committed_size,omitempty"`
+	// True once a stream half-closed and the object was stored.
+	Complete bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	// The stored object, once complete.
+	Object *ObjectInfo `protobuf:"bytes,3,opt,name=object,proto3" json:"object,omitempty"`
+	// When the daemon forgets the upload (deleting its bytes if incomplete)
+	// unless a stream resumes it first.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryUploadResponse) Reset() {
+	*x = QueryUploadResponse{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryUploadResponse) ProtoMessage() {}
+
+func (x *QueryUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryUploadResponse.ProtoReflect.Descriptor instead.
+func (*QueryUploadResponse) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *QueryUploadResponse) GetCommittedSize() int64 {
+	if x != nil {
+		return x.CommittedSize
+	}
+	return 0
+}
+
+func (x *QueryUploadResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *QueryUploadResponse) GetObject() *ObjectInfo {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+func (x *QueryUploadResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_filestorage_v1_file_storage_proto protoreflect.FileDescriptor
 
 const file_filestorage_v1_file_storage_proto_rawDesc = "" +
@@ -1831,7 +1971,7 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2!.filestorage.v1.StoreStreamHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x12>\n" +
 	"\atrailer\x18\x03 \x01(\v2\".filestorage.v1.StoreStreamTrailerH\x00R\atrailerB\t\n" +
-	"\apayload\"\xd5\x02\n" +
+	"\apayload\"\x95\x03\n" +
 	"\x11StoreStreamHeader\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.filestorage.v1.DataKindR\x04kind\x12!\n" +
@@ -1840,7 +1980,9 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\x04size\x18\x05 \x01(\x03H\x00R\x04size\x88\x01\x01\x123\n" +
 	"\x13if_generation_match\x18\x06 \x01(\x03H\x01R\x11ifGenerationMatch\x88\x01\x01\x129\n" +
 	"\n" +
-	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtB\a\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
+	"\tupload_id\x18\b \x01(\tR\buploadId\x12!\n" +
+	"\fwrite_offset\x18\t \x01(\x03R\vwriteOffsetB\a\n" +
 	"\x05_sizeB\x16\n" +
 	"\x14_if_generation_match\"^\n" +
 	"\x12StoreStreamTrailer\x12\x1b\n" +
@@ -1928,7 +2070,15 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\aversion\x18\x12 \x01(\tR\aversion\x12>\n" +
 	"\n" +
 	"operations\x18\x13 \x03(\v2\x1e.filestorage.v1.OperationCountR\n" +
-	"operations*b\n" +
+	"operations\"1\n" +
+	"\x12QueryUploadRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\"\xc7\x01\n" +
+	"\x13QueryUploadResponse\x12%\n" +
+	"\x0ecommitted_size\x18\x01 \x01(\x03R\rcommittedSize\x12\x1a\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x122\n" +
+	"\x06object\x18\x03 \x01(\v2\x1a.filestorage.v1.ObjectInfoR\x06object\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*b\n" +
 	"\bDataKind\x12\x19\n" +
 	"\x15DATA_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDATA_KIND_BYTES\x10\x01\x12\x12\n" +
@@ -1937,7 +2087,7 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\aBackend\x12\x17\n" +
 	"\x13BACKEND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBACKEND_GCS\x10\x01\x12\x11\n" +
-	"\rBACKEND_LOCAL\x10\x022\xae\x06\n" +
+	"\rBACKEND_LOCAL\x10\x022\x86\a\n" +
 	"\x12FileStorageService\x12D\n" +
 	"\x05Store\x12\x1c.filestorage.v1.StoreRequest\x1a\x1d.filestorage.v1.StoreResponse\x12X\n" +
 	"\vStoreStream\x12\".filestorage.v1.StoreStreamRequest\x1a#.filestorage.v1.StoreStreamResponse(\x01\x12M\n" +
@@ -1949,7 +2099,8 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\n" +
 	"DeleteMany\x12!.filestorage.v1.DeleteManyRequest\x1a\".filestorage.v1.DeleteManyResponse\x12M\n" +
 	"\bListKeys\x12\x1f.filestorage.v1.ListKeysRequest\x1a .filestorage.v1.ListKeysResponse\x12M\n" +
-	"\bGetStats\x12\x1f.filestorage.v1.GetStatsRequest\x1a .filestorage.v1.GetStatsResponseBPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
+	"\bGetStats\x12\x1f.filestorage.v1.GetStatsRequest\x1a .filestorage.v1.GetStatsResponse\x12V\n" +
+	"\vQueryUpload\x12\".filestorage.v1.QueryUploadRequest\x1a#.filestorage.v1.QueryUploadResponseBPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
 
 var (
 	file_filestorage_v1_file_storage_proto_rawDescOnce sync.Once
@@ -1964,7 +2115,7 @@ func file_filestorage_v1_file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_filestorage_v1_file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_filestorage_v1_file_storage_proto_goTypes = []any{
 	(DataKind)(0),                  // 0: filestorage.v1.DataKind
 	(Backend)(0),                   // 1: filestorage.v1.Backend
@@ -1992,56 +2143,62 @@ var file_filestorage_v1_file_storage_proto_goTypes = []any{
 	(*GetStatsRequest)(nil),        // 23: filestorage.v1.GetStatsRequest
 	(*OperationCount)(nil),         // 24: filestorage.v1.OperationCount
 	(*GetStatsResponse)(nil),       // 25: filestorage.v1.GetStatsResponse
-	(*structpb.Struct)(nil),        // 26: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 27: google.protobuf.Timestamp
+	(*QueryUploadRequest)(nil),     // 26: filestorage.v1.QueryUploadRequest
+	(*QueryUploadResponse)(nil),    // 27: filestorage.v1.QueryUploadResponse
+	(*structpb.Struct)(nil),        // 28: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
 }
 var file_filestorage_v1_file_storage_proto_depIdxs = []int32{
 	0,  // 0: filestorage.v1.ObjectInfo.kind:type_name -> filestorage.v1.DataKind
-	26, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
+	28, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
 	1,  // 2: filestorage.v1.ObjectInfo.backend:type_name -> filestorage.v1.Backend
-	27, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
-	27, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
-	27, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
+	29, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: filestorage.v1.StoreRequest.kind:type_name -> filestorage.v1.DataKind
-	26, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
-	27, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
+	29, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: filestorage.v1.StoreResponse.object:type_name -> filestorage.v1.ObjectInfo
 	6,  // 10: filestorage.v1.StoreStreamRequest.header:type_name -> filestorage.v1.StoreStreamHeader
 	7,  // 11: filestorage.v1.StoreStreamRequest.trailer:type_name -> filestorage.v1.StoreStreamTrailer
 	0,  // 12: filestorage.v1.StoreStreamHeader.kind:type_name -> filestorage.v1.DataKind
-	26, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
-	27, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
+	29, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 15: filestorage.v1.StoreStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 16: filestorage.v1.RetrieveResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 17: filestorage.v1.RetrieveStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 18: filestorage.v1.StatResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 19: filestorage.v1.ListKeysResponse.objects:type_name -> filestorage.v1.ObjectInfo
 	24, // 20: filestorage.v1.GetStatsResponse.operations:type_name -> filestorage.v1.OperationCount
-	3,  // 21: filestorage.v1.FileStorageService.Store:input_type -> filestorage.v1.StoreRequest
-	5,  // 22: filestorage.v1.FileStorageService.StoreStream:input_type -> filestorage.v1.StoreStreamRequest
-	9,  // 23: filestorage.v1.FileStorageService.Retrieve:input_type -> filestorage.v1.RetrieveRequest
-	11, // 24: filestorage.v1.FileStorageService.RetrieveStream:input_type -> filestorage.v1.RetrieveStreamRequest
-	13, // 25: filestorage.v1.FileStorageService.Stat:input_type -> filestorage.v1.StatRequest
-	15, // 26: filestorage.v1.FileStorageService.Exists:input_type -> filestorage.v1.ExistsRequest
-	17, // 27: filestorage.v1.FileStorageService.Delete:input_type -> filestorage.v1.DeleteRequest
-	19, // 28: filestorage.v1.FileStorageService.DeleteMany:input_type -> filestorage.v1.DeleteManyRequest
-	21, // 29: filestorage.v1.FileStorageService.ListKeys:input_type -> filestorage.v1.ListKeysRequest
-	23, // 30: filestorage.v1.FileStorageService.GetStats:input_type -> filestorage.v1.GetStatsRequest
-	4,  // 31: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
-	8,  // 32: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
-	10, // 33: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
-	12, // 34: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
-	14, // 35: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
-	16, // 36: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
-	18, // 37: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
-	20, // 38: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
-	22, // 39: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
-	25, // 40: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	2,  // 21: filestorage.v1.QueryUploadResponse.object:type_name -> filestorage.v1.ObjectInfo
+	29, // 22: filestorage.v1.QueryUploadResponse.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 23: filestorage.v1.FileStorageService.Store:input_type -> filestorage.v1.StoreRequest
+	5,  // 24: filestorage.v1.FileStorageService.StoreStream:input_type -> filestorage.v1.StoreStreamRequest
+	9,  // 25: filestorage.v1.FileStorageService.Retrieve:input_type -> filestorage.v1.RetrieveRequest
+	11, // 26: filestorage.v1.FileStorageService.RetrieveStream:input_type -> filestorage.v1.RetrieveStreamRequest
+	13, // 27: filestorage.v1.FileStorageService.Stat:input_type -> filestorage.v1.StatRequest
+	15, // 28: filestorage.v1.FileStorageService.Exists:input_type -> filestorage.v1.ExistsRequest
+	17, // 29: filestorage.v1.FileStorageService.Delete:input_type -> filestorage.v1.DeleteRequest
+	19, // 30: filestorage.v1.FileStorageService.DeleteMany:input_type -> filestorage.v1.DeleteManyRequest
+	21, // 31: filestorage.v1.FileStorageService.ListKeys:input_type -> filestorage.v1.ListKeysRequest
+	23, // 32: filestorage.v1.FileStorageService.GetStats:input_type -> filestorage.v1.GetStatsRequest
+	26, // 33: filestorage.v1.FileStorageService.QueryUpload:input_type -> filestorage.v1.QueryUploadRequest
+	4,  // 34: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
+	8,  // 35: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
+	10, // 36: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
+	12, // 37: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
+	14, // 38: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
+	16, // 39: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
+	18, // 40: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
+	20, // 41: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
+	22, // 42: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
+	25, // 43: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
+	27, // 44: filestorage.v1.FileStorageService.QueryUpload:output_type -> filestorage.v1.QueryUploadResponse
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_filestorage_v1_file_storage_proto_init() }
@@ -2069,7 +2226,7 @@ func file_filestorage_v1_file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_filestorage_v1_file_storage_proto_rawDesc), len(file_filestorage_v1_file_storage_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

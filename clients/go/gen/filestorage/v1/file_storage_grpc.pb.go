@@ -29,6 +29,7 @@ const (
 	FileStorageService_DeleteMany_FullMethodName     = "/filestorage.v1.FileStorageService/DeleteMany"
 	FileStorageService_ListKeys_FullMethodName       = "/filestorage.v1.FileStorageService/ListKeys"
 	FileStorageService_GetStats_FullMethodName       = "/filestorage.v1.FileStorageService/GetStats"
+	FileStorageService_QueryUpload_FullMethodName    = "/filestorage.v1.FileStorageService/QueryUpload"
 )
 
 // FileStorageServiceClient is the client API for FileStorageService service.
@@ -62,6 +63,10 @@ type FileStorageServiceClient interface {
 	ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error)
 	// GetStats reports the daemon's state and counters.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// QueryUpload reports how much of a resumable upload (a StoreStream with an
+	// upload_id) the daemon holds durably, and its object once complete.
+	// NOT_FOUND for an unknown or expired upload id.
+	QueryUpload(ctx context.Context, in *QueryUploadRequest, opts ...grpc.CallOption) (*QueryUploadResponse, error)
 }
 
 type fileStorageServiceClient struct {
@@ -184,6 +189,16 @@ func (c *fileStorageServiceClient) GetStats(ctx context.Context, in *GetStatsReq
 	return out, nil
 }
 
+func (c *fileStorageServiceClient) QueryUpload(ctx context.Context, in *QueryUploadRequest, opts ...grpc.CallOption) (*QueryUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryUploadResponse)
+	err := c.cc.Invoke(ctx, FileStorageService_QueryUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FileStorageServiceServer is the server API for FileStorageService service.
 // All implementations must embed UnimplementedFileStorageServiceServer
 // for forward compatibility.
@@ -215,6 +230,10 @@ type FileStorageServiceServer interface {
 	ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error)
 	// GetStats reports the daemon's state and counters.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// QueryUpload reports how much of a resumable upload (a StoreStream with an
+	// upload_id) the daemon holds durably, and its object once complete.
+	// NOT_FOUND for an unknown or expired upload id.
+	QueryUpload(context.Context, *QueryUploadRequest) (*QueryUploadResponse, error)
 	mustEmbedUnimplementedFileStorageServiceServer()
 }
 
@@ -254,6 +273,9 @@ func (UnimplementedFileStorageServiceServer) ListKeys(context.Context, *ListKeys
 }
 func (UnimplementedFileStorageServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedFileStorageServiceServer) QueryUpload(context.Context, *QueryUploadRequest) (*QueryUploadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method QueryUpload not implemented")
 }
 func (UnimplementedFileStorageServiceServer) mustEmbedUnimplementedFileStorageServiceServer() {}
 func (UnimplementedFileStorageServiceServer) testEmbeddedByValue()                            {}
@@ -438,6 +460,24 @@ func _FileStorageService_GetStats_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileStorageService_QueryUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileStorageServiceServer).QueryUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileStorageService_QueryUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileStorageServiceServer).QueryUpload(ctx, req.(*QueryUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FileStorageService_ServiceDesc is the grpc.ServiceDesc for FileStorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -476,6 +516,10 @@ var FileStorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStats",
 			Handler:    _FileStorageService_GetStats_Handler,
+		},
+		{
+			MethodName: "QueryUpload",
+			Handler:    _FileStorageService_QueryUpload_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

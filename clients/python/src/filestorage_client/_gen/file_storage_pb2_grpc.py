@@ -87,6 +87,11 @@ class FileStorageServiceStub:
                 request_serializer=filestorage_dot_v1_dot_file__storage__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.QueryUpload = channel.unary_unary(
+                '/filestorage.v1.FileStorageService/QueryUpload',
+                request_serializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadRequest.SerializeToString,
+                response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadResponse.FromString,
+                _registered_method=True)
 
 
 class FileStorageServiceServicer:
@@ -168,6 +173,15 @@ class FileStorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryUpload(self, request, context):
+        """QueryUpload reports how much of a resumable upload (a StoreStream with an
+        upload_id) the daemon holds durably, and its object once complete.
+        NOT_FOUND for an unknown or expired upload id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileStorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +234,11 @@ def add_FileStorageServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.GetStatsRequest.FromString,
                     response_serializer=filestorage_dot_v1_dot_file__storage__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'QueryUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryUpload,
+                    request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadRequest.FromString,
+                    response_serializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -495,6 +514,33 @@ class FileStorageService:
             '/filestorage.v1.FileStorageService/GetStats',
             filestorage_dot_v1_dot_file__storage__pb2.GetStatsRequest.SerializeToString,
             filestorage_dot_v1_dot_file__storage__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/filestorage.v1.FileStorageService/QueryUpload',
+            filestorage_dot_v1_dot_file__storage__pb2.QueryUploadRequest.SerializeToString,
+            filestorage_dot_v1_dot_file__storage__pb2.QueryUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,
