@@ -16,7 +16,7 @@ import {
   type StoreStreamTrailer,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
 import { checkKey } from "../keys.js";
-import { untilAborted } from "../signals.js";
+import { throwIfAborted, untilAborted } from "../signals.js";
 import { dataLoss, invalidArgument } from "../storage-error.js";
 import { decoded } from "./call-observer.js";
 import type { HandlerContext } from "./handler-context.js";
@@ -55,7 +55,14 @@ export async function receiveStoreStream(
   async function* chunks(): AsyncGenerator<Uint8Array> {
     for (;;) {
       const n = await next();
-      if (n.done) return;
+      if (n.done) {
+        // A client's cancel (RST_STREAM) reaches grpc-js as an end of the messages first and
+        // as 'cancelled' a few ticks later: let those ticks run, so a broken stream is never
+        // taken for a half-close (which would store, or complete, a truncated object).
+        await new Promise((resolve) => setImmediate(resolve));
+        throwIfAborted(signal);
+        return;
+      }
       const payload = n.value.payload;
       switch (payload.case) {
         case "chunk":

@@ -13,6 +13,7 @@ import { startDaemon, type TestDaemon } from "../support/daemon.js";
 import { hasLiveObject } from "../support/gcs-objects.js";
 import { startFakeGcs, type FakeGcs } from "../kit/fake-gcs.js";
 import { startProxy, type TcpProxy } from "../kit/tcp-proxy.js";
+import { startHttpFaultProxy } from "../kit/http-fault-proxy.js";
 import { crcOf, openStream, queryUpload, sendStream, uploadFiles } from "../support/upload-streams.js";
 import { rawClient } from "../support/raw-client.js";
 
@@ -126,4 +127,35 @@ test("a resumable upload through the client package completes into GCS", async (
   const info = await client.upload("g/client.bin", [data], { resumable: true });
   expect(info.backend).toBe("gcs");
   expect(await gcsSha("g/client.bin")).toBe(sha256(data));
+});
+
+test("GCS failing the upload itself, after the daemon read the session's file: the completion is replayed on the local tier (outbox)", async () => {
+  const faults = await startHttpFaultProxy(gcs.port);
+  const d = await startDaemon({
+    GCS_BUCKET_NAME: "fs-resumable-gcs-faults",
+    GCS_PROJECT_ID: "test",
+    GCS_API_ENDPOINT: faults.url,
+    MAX_RETRIES: "0",
+    TIMEOUT_SECONDS: "2",
+    REPLICATION_INTERVAL_MS: "200",
+    ENABLE_CACHE: "false",
+  });
+  const c = new FileStorageClient(d.address, { retries: 0 });
+  try {
+    const data = randomBytes(3 * MiB);
+    // Reads of metadata pass; every upload request fails, as a GCS that breaks mid-write would.
+    faults.fail((req) => req.url.includes("/upload/"), 503);
+    // One stream, answered at once (no client retrying until the breaker opens).
+    const done = await sendStream(d.address, { key: "g/replayed.bin", uploadId: "replayed-1", chunks: pieces(data), trailer: { crc32c: crcOf(data) } });
+    expect(done.err).toBeNull();
+    expect(done.res!.object!.pendingReplication).toBe(true);
+    expect(faults.requests.some((r) => r.url.includes("/upload/"))).toBe(true);
+    faults.fail(undefined);
+    await waitFor("the replicator to copy it", async () => (await c.getStats()).pendingReplication === 0);
+    expect(sha256((await sdk.bucket("fs-resumable-gcs-faults").file("g/replayed.bin").download())[0])).toBe(sha256(data));
+  } finally {
+    c.close();
+    await d.stop();
+    await faults.close();
+  }
 });

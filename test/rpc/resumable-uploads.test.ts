@@ -12,7 +12,7 @@ import { FileStorageClient } from "../../client/src/index.js";
 import { DataKind } from "../../gen/filestorage/v1/file_storage_pb.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
 import { makeTempDir } from "../kit/temp-dir.js";
-import { crcOf, openStream, queryUpload, sendStream, uploadFiles } from "../support/upload-streams.js";
+import { crcOf, openStream, queryUpload, sendStream, uploadFiles, waitForUploadBytes } from "../support/upload-streams.js";
 import { rawClient } from "../support/raw-client.js";
 
 const KiB = 1024;
@@ -95,6 +95,44 @@ describe("resumable uploads on the local tier", () => {
     expect(after.res!.object!.generation).toBe(done.res!.object!.generation);
     // Completed: the session's file is gone, only its record stays.
     expect(await uploadFiles(daemon.storagePath)).toEqual([]);
+  });
+
+  test("a stream that breaks gets what arrived checkpointed at once (fsynced and recorded), not at the next timed checkpoint", async () => {
+    // A daemon of its own: its uploads/ holds this upload's file only.
+    const d = await startDaemon();
+    const raw = rawClient(d.address);
+    try {
+      const id = newId("at-once");
+      const chunks = [randomBytes(MiB), randomBytes(MiB), randomBytes(MiB)];
+      const s = openStream(raw, { key: "r/at-once", uploadId: id, chunks });
+      await s.written;
+      // Whole MiB chunks reach the file as they arrive; none is committed before a checkpoint.
+      await waitForUploadBytes(d.storagePath, 3 * MiB);
+      const started = Date.now();
+      s.cancel();
+      await s.result;
+      // QueryUpload waits for the broken stream's last checkpoint: all 3 MiB, well before the 1 s timer.
+      const q = await queryUpload(d.address, id);
+      expect(Number(q.res?.committedSize)).toBe(3 * MiB);
+      expect(Date.now() - started).toBeLessThan(900);
+      // No declared size, no trailer: only the cancel tells this stream from a half-close. It did not complete.
+      expect(q.res?.complete).toBe(false);
+      const c = new FileStorageClient(d.address);
+      expect(await c.exists("r/at-once")).toBe(false);
+
+      // The same holds for a one-shot stream: a cancel stores nothing.
+      const oneShot = openStream(raw, { key: "r/one-shot", uploadId: "", chunks });
+      await oneShot.written;
+      await sleep(200);
+      oneShot.cancel();
+      expect((await oneShot.result).err?.code).toBe(grpc.status.CANCELLED);
+      await sleep(200);
+      expect(await c.exists("r/one-shot")).toBe(false);
+      c.close();
+    } finally {
+      raw.close();
+      await d.stop();
+    }
   });
 
   test("a resume at another offset is OUT_OF_RANGE naming the committed size, and changes nothing", async () => {

@@ -123,7 +123,7 @@ describe("fs backend life cycle", () => {
     expect((await fs.stat(path.join(root, "uploads"))).mode & 0o777).toBe(0o700);
   });
 
-  test("an upload session's file is cut back to its committed size when it is opened again", async () => {
+  test("an upload session's file is cut back to its committed size when it is opened again, and continues from there", async () => {
     const backend = await openBackend();
     const session = await backend.uploads.create({ caller: "anonymous", id: "cut-back", key: "k", header: "{}", expiresAt: Date.now() + 60_000 });
     const writer = await backend.uploads.openWriter(session);
@@ -136,6 +136,9 @@ describe("fs backend life cycle", () => {
     expect(again.committedSize).toBe(7);
     const resumed = await backend.uploads.openWriter(again);
     expect(resumed.size).toBe(7);
+    // The tail no checkpoint covered is gone from the disk too.
+    const [file] = await fs.readdir(path.join(root, "uploads"));
+    expect((await fs.stat(path.join(root, "uploads", file!))).size).toBe(7);
     await resumed.write(Buffer.from(" more"));
     const synced = await resumed.checkpoint(Date.now() + 60_000);
     await resumed.close();
