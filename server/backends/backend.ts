@@ -209,6 +209,18 @@ export abstract class ReplayableSource implements AsyncIterable<Uint8Array> {
   abstract [Symbol.asyncIterator](): AsyncIterator<Uint8Array>;
 }
 
+/**
+ * A replayable source whose bytes are exactly the first `byteLength` bytes
+ * of a local file that is never written below that length again (a completed
+ * upload session's). A tier on the same disk may keep that file itself (a
+ * hard link) instead of a copy, once it has read the bytes through, so every
+ * layer's check (kind, size, CRC32C, verify) still sees them; a layer that
+ * would store other bytes (compressed, encrypted) passes something else down.
+ */
+export abstract class FileBackedSource extends ReplayableSource {
+  abstract readonly file: string;
+}
+
 /** A source held in memory (a unary body): it can be read more than once, so
  * a layer may replay it on another tier after a failed attempt. */
 export class BufferedSource extends ReplayableSource {

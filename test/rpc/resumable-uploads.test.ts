@@ -7,6 +7,8 @@
  * resumable-client.test.ts, GCS as the primary in resumable-uploads-gcs.test.ts.
  */
 import { randomBytes } from "node:crypto";
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { FileStorageClient } from "../../client/src/index.js";
 import { DataKind } from "../../gen/filestorage/v1/file_storage_pb.js";
@@ -131,6 +133,71 @@ describe("resumable uploads on the local tier", () => {
       c.close();
     } finally {
       raw.close();
+      await d.stop();
+    }
+  });
+
+  test("on the local tier a completed upload keeps the session's file as its blob (linked, not copied) when it is stored as it is", async () => {
+    const d = await startDaemon();
+    const c = new FileStorageClient(d.address);
+    try {
+      const id = newId("linked");
+      const a = randomBytes(4 * MiB);
+      await sendThenBreak(d, { key: "r/linked", uploadId: id, chunks: [a.subarray(0, 2 * MiB), a.subarray(2 * MiB)] }, a.length);
+      const [file] = await uploadFiles(d.storagePath);
+      const inode = (await fs.stat(path.join(d.storagePath, "uploads", file!.name))).ino;
+      const done = await sendStream(d.address, { key: "r/linked", uploadId: id, writeOffset: a.length, chunks: [], trailer: { crc32c: crcOf(a) } });
+      expect(done.err).toBeNull();
+      const blobs: number[] = [];
+      for (const shard of await fs.readdir(path.join(d.storagePath, "blobs"))) {
+        for (const name of await fs.readdir(path.join(d.storagePath, "blobs", shard))) blobs.push((await fs.stat(path.join(d.storagePath, "blobs", shard, name))).ino);
+      }
+      expect(blobs).toEqual([inode]);
+      expect(await uploadFiles(d.storagePath)).toEqual([]);
+      await expectBytes(c, "r/linked", a);
+    } finally {
+      c.close();
+      await d.stop();
+    }
+  });
+
+  test("a resume never writes into bytes the session's file shares with another name (a blob linked by a completion that was not recorded)", async () => {
+    const d = await startDaemon();
+    const c = new FileStorageClient(d.address);
+    try {
+      const id = newId("shared");
+      const a = randomBytes(2 * MiB);
+      const b = randomBytes(MiB);
+      await sendThenBreak(d, { key: "r/shared", uploadId: id, chunks: [a] }, a.length);
+      const [file] = await uploadFiles(d.storagePath);
+      // What a completion that linked the file as a blob and then crashed leaves: a second name for the same bytes.
+      const other = path.join(d.storagePath, "tmp", "second-name");
+      await fs.link(path.join(d.storagePath, "uploads", file!.name), other);
+      const done = await sendStream(d.address, { key: "r/shared", uploadId: id, writeOffset: a.length, chunks: [b], trailer: { crc32c: crcOf(Buffer.concat([a, b])) } });
+      expect(done.err).toBeNull();
+      expect((await fs.readFile(other)).equals(a)).toBe(true);
+      await expectBytes(c, "r/shared", a, b);
+    } finally {
+      c.close();
+      await d.stop();
+    }
+  });
+
+  test("an upload the codec compresses or encrypts is written through it (not linked) and reads back the same", async () => {
+    const d = await startDaemon({ ENABLE_ENCRYPTION: "true", ENCRYPTION_KEY: randomBytes(32).toString("base64") });
+    const c = new FileStorageClient(d.address);
+    try {
+      const text = Buffer.from(JSON.stringify(Array.from({ length: 60_000 }, (_, i) => ({ i, name: `item ${i}` }))));
+      const id = newId("encoded");
+      const half = Math.floor(text.length / 2);
+      await sendThenBreak(d, { key: "r/encoded.json", uploadId: id, kind: DataKind.JSON, contentType: "application/json", chunks: [text.subarray(0, half)] }, half);
+      const done = await sendStream(d.address, { key: "r/encoded.json", uploadId: id, kind: DataKind.JSON, contentType: "application/json", writeOffset: half, chunks: [text.subarray(half)], trailer: { crc32c: crcOf(text) } });
+      expect(done.err).toBeNull();
+      expect([done.res!.object!.compressed, done.res!.object!.encrypted]).toEqual([true, true]);
+      expect(Number(done.res!.object!.storedSize)).toBeLessThan(text.length / 2);
+      expect(await c.retrieve("r/encoded.json")).toEqual(JSON.parse(text.toString()));
+    } finally {
+      c.close();
       await d.stop();
     }
   });

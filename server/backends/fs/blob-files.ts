@@ -140,6 +140,23 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     return file.pipe(verifier(file, expected));
   }
 
+  /**
+   * Hard-links `file` (durable already) as tmp/<id>, to be published like a
+   * written upload. False, leaving nothing, when the link is refused (another
+   * file system, no hard links) or the file is not `size` bytes long.
+   */
+  async function linkTemp(id: string, file: string, size: number): Promise<boolean> {
+    const temp = tmpPath(id);
+    try {
+      await fs.link(file, temp);
+      if ((await fs.stat(temp)).size === size) return true;
+    } catch {
+      // Copied instead.
+    }
+    await fs.rm(temp, { force: true }).catch(() => undefined);
+    return false;
+  }
+
   /** Puts a finished upload in place: tmp/<id> renamed to its blob path, the shard folder fsynced. */
   async function publish(id: string): Promise<void> {
     await fs.rename(tmpPath(id), blobPath(id));
@@ -205,6 +222,7 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     uploadPath,
     newFileId,
     writeSource,
+    linkTemp,
     publish,
     discard,
     dropBlob,

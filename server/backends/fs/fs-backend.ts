@@ -14,15 +14,18 @@
  * never collides with blob data. Objects up to INLINE_MAX_BYTES live inline in
  * the index. A larger put streams into tmp/, fsyncs, renames into blobs/,
  * fsyncs the folder, then commits one SQLite transaction (precondition, row,
- * outbox entry); the old blob is unlinked after the commit. A crash at any
+ * outbox entry); the old blob is unlinked after the commit. A put whose
+ * source is a file on this disk already (FileBackedSource: a completed
+ * upload session's) reads it through and hard-links it into tmp/ instead of
+ * copying it, then goes on the same way. A crash at any
  * point leaves the old version and at most an orphan file the next sweep removes.
  */
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { crc32c } from "@node-rs/crc32";
 import type { Backend, Outbox } from "../backend.js";
-import { checkRange } from "../backend.js";
-import { bindSignal, throwIfAborted } from "../../signals.js";
+import { FileBackedSource, checkRange } from "../backend.js";
+import { abortable, bindSignal, throwIfAborted } from "../../signals.js";
 import { Code, StorageError, dataLoss, unavailable } from "../../storage-error.js";
 import { openBlobFiles, takeSmall } from "./blob-files.js";
 import { mib, translate } from "./fs-errors.js";
@@ -120,6 +123,22 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
 
   const uploads = createUploadStore(index, blobs);
 
+  /**
+   * Reads `source` through (so the layers above check it as it passes) and
+   * hard-links its file as tmp/<id>: the object's blob without a copy of its
+   * bytes. Undefined when the file cannot be linked (another file system,
+   * or it is not `source.byteLength` long): the caller copies it then.
+   */
+  async function linkFile(id: string, source: FileBackedSource, signal: AbortSignal | undefined): Promise<{ size: number; crc32c: number } | undefined> {
+    let size = 0;
+    let crc = 0;
+    for await (const chunk of abortable(source, signal)) {
+      size += chunk.length;
+      crc = crc32c(chunk, crc);
+    }
+    return (await blobs.linkTemp(id, source.file, size)) ? { size, crc32c: crc } : undefined;
+  }
+
   const backend: FsBackend = {
     name: "local",
     outbox: index.outbox,
@@ -133,7 +152,9 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       let published = false;
       try {
         await blobs.ensureSpace();
-        const small = await takeSmall(source, putOpts.signal, INLINE_MAX_BYTES);
+        // A file on this disk already (a completed upload session's): read through the checks above, then linked.
+        const linked = source instanceof FileBackedSource && source.byteLength > INLINE_MAX_BYTES ? await linkFile(id, source, putOpts.signal) : undefined;
+        const small = linked ? { rest: source } : await takeSmall(source, putOpts.signal, INLINE_MAX_BYTES);
         if (small.inline) {
           const data = small.inline;
           const stored = { size: data.length, crc32c: crc32c(data) };
@@ -143,7 +164,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
           await blobs.dropBlob(oldBlob);
           return toRecord(row);
         }
-        const stored = await blobs.writeSource(blobs.tmpPath(id), small.rest, putOpts.signal);
+        const stored = linked ?? (await blobs.writeSource(blobs.tmpPath(id), small.rest, putOpts.signal));
         putOpts.verify?.(stored);
         throwIfAborted(putOpts.signal);
         await blobs.publish(id);

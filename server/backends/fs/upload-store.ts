@@ -15,7 +15,7 @@
  * whatever happens next) and keeps the stored object's record.
  */
 import * as fs from "node:fs/promises";
-import { ReplayableSource } from "../backend.js";
+import { FileBackedSource, type ReplayableSource } from "../backend.js";
 import * as path from "node:path";
 import { Code, StorageError, dataLoss } from "../../storage-error.js";
 import type { BlobFiles } from "./blob-files.js";
@@ -74,7 +74,11 @@ export interface UploadStore {
   create(session: { caller: string; id: string; key: string; header: string; expiresAt: number }): Promise<UploadSessionRecord>;
   /** Opens the session's file for appending at its committed size; a longer file is cut back to it first. */
   openWriter(session: UploadSessionRecord): Promise<UploadWriter>;
-  /** The session's committed bytes, readable as often as needed (a completion may be replayed on another tier). */
+  /**
+   * The session's committed bytes, readable as often as needed (a completion
+   * may be replayed on another tier), and backed by its file (the local tier
+   * may link it as the object's blob instead of copying it).
+   */
   source(session: UploadSessionRecord): ReplayableSource;
   /** Marks the session complete with the stored object and its new expiry; its file is removed. */
   complete(session: UploadSessionRecord, object: string, expiresAt: number): Promise<void>;
@@ -82,6 +86,26 @@ export interface UploadStore {
   remove(caller: string, id: string): Promise<boolean>;
   /** True when a session names the file `id` (the leftover sweep keeps it). */
   fileReferenced(id: string): boolean;
+}
+
+/**
+ * Makes `file` the only name of its bytes. A completion that kept the
+ * session's file as the object's blob (a hard link) and then failed to mark
+ * the session complete (a crash, a full disk) leaves it open; bytes a resume
+ * appends must not reach that blob, so a copy takes the file's name first.
+ */
+async function unshare(file: string): Promise<void> {
+  const { nlink } = await fs.stat(file);
+  if (nlink <= 1) return;
+  const copy = `${file}.unshared`;
+  try {
+    await fs.copyFile(file, copy);
+    const handle = await fs.open(copy, "r");
+    await handle.sync().finally(() => handle.close());
+    await fs.rename(copy, file);
+  } finally {
+    await fs.rm(copy, { force: true });
+  }
 }
 
 export function createUploadStore(index: IndexDb, blobs: BlobFiles): UploadStore {
@@ -175,6 +199,7 @@ export function createUploadStore(index: IndexDb, blobs: BlobFiles): UploadStore
       const file = fileOf(session);
       let handle: fs.FileHandle;
       try {
+        await unshare(blobs.uploadPath(file));
         handle = await fs.open(blobs.uploadPath(file), "r+");
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") {
@@ -220,7 +245,9 @@ export function createUploadStore(index: IndexDb, blobs: BlobFiles): UploadStore
     source(session) {
       const file = blobs.uploadPath(fileOf(session));
       const size = session.committedSize;
-      return new (class extends ReplayableSource {
+      // The file is only ever written past the committed size, so its first `size` bytes stay as they are.
+      return new (class extends FileBackedSource {
+        readonly file = file;
         readonly byteLength = size;
         async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
           if (size === 0) return;
