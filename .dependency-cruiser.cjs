@@ -1,11 +1,11 @@
 /**
  * The direction of imports in server/ and client/ (README "Architecture"):
- *   rpc -> engine -> layers (chain, codec, cache, metrics) -> backends -> contracts
+ *   rpc -> uploads -> engine -> layers (chain, codec, cache, metrics) -> backends -> contracts
  * `npm run lint` fails on any import that runs up a layer, and on cycles.
  * Contracts at the bottom (storage-error.ts, signals.ts, keys.ts,
  * backends/backend.ts, backends/write-origin.ts) import nothing above them.
  */
-const LAYERS_ABOVE_BACKENDS = "^server/(engine|rpc|cache|codec|metrics|tracing|auth|config|cli)/|^server/(stack|server|logger|log-destination)\\.ts$";
+const LAYERS_ABOVE_BACKENDS = "^server/(engine|uploads|rpc|cache|codec|metrics|tracing|auth|config|cli)/|^server/(stack|server|logger|log-destination)\\.ts$";
 
 module.exports = {
   forbidden: [
@@ -37,13 +37,20 @@ module.exports = {
         "Layers (codec, cache, metrics) wrap a Backend; they never reach the engine, the stack or the RPC edge " +
         "(a type-only import of a name, such as the breaker's states for a gauge, is no reach).",
       from: { path: "^server/(codec|cache|metrics|tracing)/" },
-      to: { path: "^server/(engine|rpc|cli|auth|config)/|^server/(stack|server)\\.ts$", dependencyTypesNot: ["type-only"] },
+      to: { path: "^server/(engine|uploads|rpc|cli|auth|config)/|^server/(stack|server)\\.ts$", dependencyTypesNot: ["type-only"] },
     },
     {
       name: "engine-below-rpc",
       severity: "error",
-      comment: "The engine and the chain never import the RPC edge, the CLI or the assembly.",
+      comment: "The engine and the chain never import the RPC edge, the CLI, the assembly or the upload sessions built on them.",
       from: { path: "^server/engine/" },
+      to: { path: "^server/(rpc|cli|uploads)/|^server/(stack|server)\\.ts$" },
+    },
+    {
+      name: "uploads-below-rpc",
+      severity: "error",
+      comment: "Upload sessions sit on the engine and the local tier; they never import the RPC edge, the CLI or the assembly.",
+      from: { path: "^server/uploads/" },
       to: { path: "^server/(rpc|cli)/|^server/(stack|server)\\.ts$" },
     },
     {

@@ -129,6 +129,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     serviceImplementation(
       createFileStorageHandlers({
       engine: stack.engine,
+      uploads: stack.uploads,
       status: () => stack.status(),
       auth,
       observer: metrics,
@@ -161,7 +162,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   const host = config.listenAddress.slice(0, config.listenAddress.lastIndexOf(":"));
   try {
     const removed = await stack.parts.local.sweepLeftovers();
-    if (removed.tmpFiles + removed.blobs > 0) log.info(removed, "removed what an earlier run left in the storage folder");
+    if (removed.tmpFiles + removed.blobs + removed.uploadFiles > 0) log.info(removed, "removed what an earlier run left in the storage folder");
   } catch (err) {
     server.forceShutdown();
     await stack.close();

@@ -9,7 +9,9 @@
  *          primary:  codec -> rediscache? -> metrics -> GCS
  *          fallback: codec -> metrics -> local (SQLite index + blobs + outbox)
  *   replicator: outbox -> (rediscache? ->) GCS, raw stored bytes, behind the breaker
- *   sweeper:    the local index every EXPIRY_SWEEP_SECONDS, the bucket every GCS_SWEEP_SECONDS
+ *   sweeper:    the local index every EXPIRY_SWEEP_SECONDS (expired objects, abandoned uploads), the bucket every GCS_SWEEP_SECONDS
+ *   uploads:    resumable upload sessions, kept by the local tier whatever the primary; a completed
+ *               one is written through the engine (so: quotas, codec, chain, outbox) from its file
  *
  * Why this order: the codec sits under the chain, once per tier, so a unary
  * write can be replayed on the fallback and the replicator copies stored
@@ -38,6 +40,7 @@ import { startReplicator, type Outcome, type Replicator } from "./engine/replica
 import { createSharedQuotas } from "./engine/shared-quotas.js";
 import { createMetricsBackend, type TierObserver } from "./metrics/metrics-backend.js";
 import type { Tracer } from "@opentelemetry/api";
+import { createUploadSessions, type UploadSessions } from "./uploads/upload-sessions.js";
 import { Code, StorageError, failedPrecondition } from "./storage-error.js";
 
 /** While the store's shared-cache key is unknown, a lookup tries to load it at most this often. */
@@ -86,6 +89,8 @@ export interface Stack {
   engine: Engine;
   /** The top of the layers, under the engine. */
   store: Backend;
+  /** Resumable upload sessions (StoreStream with an upload_id, QueryUpload). */
+  uploads: UploadSessions;
   status(): StackStatus;
   /** Resolves when a write can be made durable somewhere now. */
   probe(signal?: AbortSignal): Promise<void>;
@@ -262,9 +267,22 @@ async function assemble(
     index: config.gcsBucketName ? undefined : local,
     log: events.log,
   });
+  const uploads = await createUploadSessions({
+    store: local.uploads,
+    engine,
+    quotas,
+    limits: {
+      expiryMs: config.uploadExpirySeconds * 1000,
+      maxOpen: config.maxOpenUploads,
+      maxOpenPerCaller: config.maxOpenUploadsPerCaller,
+      maxObjectBytes: config.maxObjectBytes,
+    },
+    log: events.log,
+  });
   const sweeper: ExpirySweeper = startExpirySweeper({
     local,
     store,
+    uploads,
     gcs: gcs && breaker ? { backend: gcs, breaker, tombstoneRetentionMs: config.tombstoneRetentionSeconds * 1000 } : undefined,
     quotas,
     lifecycle: config.lifecycleRules,
@@ -285,6 +303,7 @@ async function assemble(
   return {
     engine,
     store,
+    uploads,
     probe: (signal) => store.probe(signal),
     status() {
       const pending = backlog();
@@ -312,6 +331,8 @@ async function assemble(
     parts: { local, gcs, breaker, replicator, cache, quotas },
     async close() {
       await sweeper.stop();
+      // Attached upload streams stop and checkpoint while the local tier is still open.
+      await uploads.close();
       await replicator?.stop();
       // The layers close their inner backends (the chain both tiers, a cache its store and tier).
       await store.close();

@@ -51,6 +51,40 @@ export interface UploadOptions extends Omit<StoreOptions, "kind"> {
   size?: number;
   /** Bytes per message; default 1 MiB. */
   chunkSize?: number;
+  /**
+   * Make the upload resumable: its bytes are kept durably by the daemon under
+   * an upload id, and after a dropped connection or a daemon restart the
+   * client asks where the upload stands (QueryUpload) and continues from
+   * there. Default false: a one-shot stream, which an abandoned upload leaves
+   * nothing of. Implied by `uploadId`.
+   */
+  resumable?: boolean;
+  /**
+   * The upload id (1..128 of A-Z a-z 0-9 _ -); default a random one. Given
+   * explicitly, the client first asks the daemon where that upload stands, so
+   * an upload another process (or an earlier run) began is continued: a file
+   * is read from the committed size, another source is read up to it.
+   */
+  uploadId?: string;
+  /** Failed attempts in a row without progress before a resumable upload gives up; default 10 (about half a minute of a daemon away). */
+  maxResumeAttempts?: number;
+  /**
+   * For a source that is not a file path: the bytes last sent that are kept
+   * to send again after a failure; default 64 MiB. Resuming before them fails
+   * with FAILED_PRECONDITION (a file path can resume from anywhere).
+   */
+  replayWindowBytes?: number;
+}
+
+/** Where a resumable upload stands (QueryUpload). */
+export interface UploadStatus {
+  /** Bytes the daemon holds durably; never decreases. */
+  committedSize: number;
+  complete: boolean;
+  /** The stored object, once complete. */
+  object?: ObjectInfo;
+  /** When the daemon forgets the upload unless a stream resumes it. */
+  expiresAt?: Date;
 }
 
 /** Options of `download`. */

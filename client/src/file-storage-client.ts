@@ -7,12 +7,13 @@
  * come back a Buffer. Misses are values (`null`, `false`); every failure
  * rejects with a FileStorageError carrying the gRPC status code.
  */
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import type { Readable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   DataKind,
   DeleteManyRequestSchema,
@@ -23,16 +24,29 @@ import {
   GetStatsRequestSchema,
   GetUsageRequestSchema,
   ListKeysRequestSchema,
+  QueryUploadRequestSchema,
   RetrieveRequestSchema,
   RetrieveStreamRequestSchema,
   StatRequestSchema,
   StoreRequestSchema,
   StoreStreamHeaderSchema,
+  type QueryUploadResponse,
+  type StoreStreamHeader,
   type StoreStreamRequest,
   type StoreStreamResponse,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
 import { channelOptions } from "./channel-options.js";
-import { checkInteger, type DownloadOptions, type DownloadToFileOptions, type FileStorageClientOptions, type ListKeysOptions, type ListKeysPage, type StoreOptions, type UploadOptions } from "./client-options.js";
+import {
+  checkInteger,
+  type DownloadOptions,
+  type DownloadToFileOptions,
+  type FileStorageClientOptions,
+  type ListKeysOptions,
+  type ListKeysPage,
+  type StoreOptions,
+  type UploadOptions,
+  type UploadStatus,
+} from "./client-options.js";
 import { downloadToFile } from "./download-to-file.js";
 import { chunkFastPath, clientConstructor, type ServiceClient } from "./grpc-binding.js";
 import { FileStorageError } from "./file-storage-error.js";
@@ -40,13 +54,32 @@ import { readFlush, type FlushOptions, type FlushProgress } from "./flush-call.j
 import { toObjectInfo, toStorageStats, type ObjectInfo, type StorageStats, type Usage } from "./object-info.js";
 import { openRetrieveStream, type TailCheck } from "./retrieve-stream-download.js";
 import { optionalBigInt, required, toStruct } from "./request-fields.js";
+import { fileSource, replaySource } from "./resumable-source.js";
+import { uploadResumably } from "./resumable-upload.js";
 import { sendStoreStream } from "./store-stream-upload.js";
 import { callUnary, type UnaryMethod } from "./unary-call.js";
 import { decodeValue, encodeValue, dataKindOf } from "./value-encoding.js";
 
-export type { DownloadOptions, DownloadToFileOptions, FileStorageClientOptions, ListKeysOptions, ListKeysPage, StoreOptions, TlsOptions, UploadOptions } from "./client-options.js";
+export type {
+  DownloadOptions,
+  DownloadToFileOptions,
+  FileStorageClientOptions,
+  ListKeysOptions,
+  ListKeysPage,
+  StoreOptions,
+  TlsOptions,
+  UploadOptions,
+  UploadStatus,
+} from "./client-options.js";
 
 const MiB = 1024 * 1024;
+const DEFAULT_RESUME_ATTEMPTS = 10;
+const DEFAULT_REPLAY_WINDOW_BYTES = 64 * MiB;
+
+/** A random upload id: 22 characters of base64url (128 bits). */
+export function newUploadId(): string {
+  return randomBytes(16).toString("base64url");
+}
 
 // StoreStream's data chunks are encoded without protobuf-es's general writer (see chunkFastPath).
 const Stub = clientConstructor(FileStorageService, { storeStream: { request: chunkFastPath(2, "payload", "chunk") } });
@@ -258,7 +291,13 @@ export class FileStorageClient {
    * bytes) into `key` with StoreStream at constant memory: a header, chunks
    * of chunkSize sent as fast as the daemon takes them, and a trailer with the
    * size and CRC32C of everything sent (DATA_LOSS if the daemon got anything
-   * else). Kind defaults to bytes. Not retried: a source can be read once.
+   * else). Kind defaults to bytes.
+   *
+   * One-shot by default (not retried: a source can be read once). With
+   * `resumable` or `uploadId` the daemon keeps the bytes durably under the
+   * upload id and the client resumes by itself after a dropped connection or
+   * a daemon restart (see UploadOptions), with onProgress continuing from
+   * what the daemon holds.
    */
   async upload(
     key: string,
@@ -266,6 +305,32 @@ export class FileStorageClient {
     opts: UploadOptions = {},
   ): Promise<ObjectInfo> {
     return this.storeStream(key, source, opts, dataKindOf(opts.kind ?? "bytes"));
+  }
+
+  /**
+   * Where the resumable upload `uploadId` stands: the bytes the daemon holds
+   * durably, and its object once complete; null when the daemon does not
+   * know the id (never begun, or expired). Ids are per caller (per token).
+   */
+  async queryUpload(uploadId: string, opts: { signal?: AbortSignal } = {}): Promise<UploadStatus | null> {
+    const res = await this.queryUploadRaw(uploadId, opts.signal, this.retries);
+    if (!res) return null;
+    return {
+      committedSize: Number(res.committedSize),
+      complete: res.complete,
+      object: res.object && toObjectInfo(res.object),
+      expiresAt: res.expiresAt && timestampDate(res.expiresAt),
+    };
+  }
+
+  private async queryUploadRaw(uploadId: string, signal: AbortSignal | undefined, retries: number): Promise<QueryUploadResponse | null> {
+    const request = create(QueryUploadRequestSchema, { uploadId });
+    try {
+      return await callUnary(this.stub, this.stub.queryUpload, request, { deadlineMs: this.deadlineMs, retries, metadata: this.metadata, idempotent: true, signal });
+    } catch (err) {
+      if (FileStorageError.is(err, grpc.status.NOT_FOUND)) return null;
+      throw err;
+    }
   }
 
   // upload() with the kind already decided (store() passes the one it inferred).
@@ -276,15 +341,7 @@ export class FileStorageClient {
     kind: DataKind,
   ): Promise<ObjectInfo> {
     const chunkSize = checkInteger("chunkSize", opts.chunkSize ?? MiB, 1);
-    let size = opts.size;
-    let input: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>;
-    if (typeof source === "string") {
-      size ??= (await fsp.stat(source)).size;
-      // Reading in pieces of chunkSize (not the 64 KiB default) halves the syscalls.
-      input = fs.createReadStream(source, { highWaterMark: chunkSize });
-    } else {
-      input = source as AsyncIterable<Uint8Array | string>;
-    }
+    const size = opts.size ?? (typeof source === "string" ? (await fsp.stat(source)).size : undefined);
     const header = create(StoreStreamHeaderSchema, {
       key,
       kind,
@@ -294,27 +351,74 @@ export class FileStorageClient {
       ifGenerationMatch: optionalBigInt(opts.ifGenerationMatch),
       expiresAt: opts.expiresAt && timestampFromDate(opts.expiresAt),
     });
-
     const signal = opts.signal;
     signal?.throwIfAborted();
-    let call!: grpc.ClientWritableStream<StoreStreamRequest>;
-    const response = new Promise<StoreStreamResponse>((resolve, reject) => {
-      call = this.stub.storeStream(this.metadata.clone(), {}, (err, res) => (err ? reject(err) : resolve(res!)));
-    });
-    const onAbort = (): void => call.cancel();
-    signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      const res = await sendStoreStream(call, response, header, toAsync(input), {
+      const info =
+        opts.resumable || opts.uploadId !== undefined
+          ? await this.resumableUpload(header, source, opts, chunkSize, size)
+          : await this.oneShotUpload(header, source, opts, chunkSize, size);
+      return toObjectInfo(info);
+    } catch (err) {
+      throw signal?.aborted ? signal.reason : FileStorageError.from(err);
+    }
+  }
+
+  /** One StoreStream: the bytes of `source` once. */
+  private async oneShotUpload(
+    header: StoreStreamHeader,
+    source: string | NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    opts: UploadOptions,
+    chunkSize: number,
+    size: number | undefined,
+  ) {
+    // Reading in pieces of chunkSize (not the 64 KiB default) halves the syscalls.
+    const input = typeof source === "string" ? fs.createReadStream(source, { highWaterMark: chunkSize }) : source;
+    const { call, response } = this.openStoreStream();
+    const onAbort = (): void => call.cancel();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const res = await sendStoreStream(call, response, header, toAsync(input as AsyncIterable<Uint8Array | string>), {
         chunkSize,
         totalBytes: size,
         onProgress: opts.onProgress,
       });
-      return toObjectInfo(required(res.object));
-    } catch (err) {
-      throw signal?.aborted ? signal.reason : FileStorageError.from(err);
+      return required(res.object);
     } finally {
-      signal?.removeEventListener("abort", onAbort);
+      opts.signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /** StoreStreams under one upload id until one completes (resumable-upload.ts). */
+  private resumableUpload(
+    header: StoreStreamHeader,
+    source: string | NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    opts: UploadOptions,
+    chunkSize: number,
+    size: number | undefined,
+  ) {
+    header.uploadId = opts.uploadId ?? newUploadId();
+    const window = checkInteger("replayWindowBytes", opts.replayWindowBytes ?? DEFAULT_REPLAY_WINDOW_BYTES, 1);
+    return uploadResumably(
+      {
+        openStoreStream: () => this.openStoreStream(),
+        // The resume loop keeps its own budget: each query is one attempt.
+        queryUpload: (id, signal) => this.queryUploadRaw(id, signal, 0),
+      },
+      {
+        header,
+        source:
+          typeof source === "string"
+            ? fileSource(source, chunkSize)
+            : replaySource(toAsync(source as AsyncIterable<Uint8Array | string>), window),
+        chunkSize,
+        totalBytes: size,
+        onProgress: opts.onProgress,
+        maxAttempts: checkInteger("maxResumeAttempts", opts.maxResumeAttempts ?? DEFAULT_RESUME_ATTEMPTS, 0),
+        continueExisting: opts.uploadId !== undefined,
+        signal: opts.signal,
+      },
+    );
   }
 
   /**
@@ -342,6 +446,15 @@ export class FileStorageClient {
    */
   async downloadToFile(key: string, filePath: string, opts: DownloadToFileOptions = {}): Promise<ObjectInfo> {
     return downloadToFile({ stat: (k) => this.stat(k), openDownload: (k, o, check) => this.openDownload(k, o, check) }, key, filePath, opts);
+  }
+
+  /** One StoreStream call with the client's token; its answer as a promise. */
+  private openStoreStream(): { call: grpc.ClientWritableStream<StoreStreamRequest>; response: Promise<StoreStreamResponse> } {
+    let call!: grpc.ClientWritableStream<StoreStreamRequest>;
+    const response = new Promise<StoreStreamResponse>((resolve, reject) => {
+      call = this.stub.storeStream(this.metadata.clone(), {}, (err, res) => (err ? reject(err) : resolve(res!)));
+    });
+    return { call, response };
   }
 
   /** Closes the channel; calls in flight fail with CANCELLED or UNAVAILABLE. */

@@ -4,6 +4,8 @@
  */
 export {
   FileStorageClient,
+  newUploadId,
+  type UploadStatus,
   type FileStorageClientOptions,
   type TlsOptions,
   type StoreOptions,

@@ -23,6 +23,14 @@ export interface SendOptions {
   chunkSize: number;
   totalBytes?: number;
   onProgress?: ProgressCallback;
+  /**
+   * Where `source` starts in the object (a resumed upload: the committed
+   * size) and the CRC32C of the bytes before it; progress, the trailer's size
+   * and its CRC32C (of the whole object) count from there. Default 0, 0.
+   */
+  start?: { offset: number; crc32c: number };
+  /** Called after each chunk is handed to the call, with the object offset after it and the CRC32C up to there. */
+  onChunk?: (endOffset: number, crc32c: number) => void;
 }
 
 /**
@@ -58,8 +66,8 @@ export async function sendStoreStream(
 
   try {
     await send({ case: "header", value: header });
-    let crc = 0;
-    let sent = 0;
+    let crc = opts.start?.crc32c ?? 0;
+    let sent = opts.start?.offset ?? 0;
     pieces: while (!answered) {
       const step = await new Promise<IteratorResult<Uint8Array | string> | typeof stop>((resolve, reject) => {
         wake = () => resolve(stop);
@@ -80,6 +88,7 @@ export async function sendStoreStream(
         crc = crc32c(chunk, crc);
         sent += chunk.length;
         await send({ case: "chunk", value: chunk });
+        opts.onChunk?.(sent, crc);
         opts.onProgress?.(sent, opts.totalBytes);
       }
     }

@@ -38,9 +38,17 @@ export interface Authorizer {
    * with; a prefix is inside one it starts with (listing "" is inside only "").
    */
   check(call: AuthCall, right: Right, ...scopes: Scope[]): void;
+  /**
+   * The name of the caller's entry, or ANONYMOUS with auth off: what per-caller
+   * limits count and upload ids are scoped by. UNAUTHENTICATED like check().
+   */
+  callerName(call: AuthCall): string;
   /** Swaps in a newly loaded tokens file; calls already checked are unaffected. */
   replace(file: TokenFile): void;
 }
+
+/** Every caller's name with auth off. */
+export const ANONYMOUS = "anonymous";
 
 export function createAuthorizer(file: TokenFile | undefined): Authorizer {
   let entries = file?.entries ?? [];
@@ -59,6 +67,9 @@ export function createAuthorizer(file: TokenFile | undefined): Authorizer {
           throw new StorageError(Code.PermissionDenied, `${what} ${JSON.stringify(value)} is outside the prefixes of ${who}`);
         }
       }
+    },
+    callerName(call) {
+      return file === undefined ? ANONYMOUS : identify(entries, call).name;
     },
     replace(next) {
       entries = next.entries;

@@ -202,10 +202,35 @@ export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 }
 
+/**
+ * A source of known length that can be read again from its start, each
+ * iteration yielding the same bytes: a layer may replay it on another tier
+ * after a failed attempt (the chain does, on the fallback), and limits can be
+ * checked on its length before any byte is read.
+ */
+export abstract class ReplayableSource implements AsyncIterable<Uint8Array> {
+  abstract readonly byteLength: number;
+  abstract [Symbol.asyncIterator](): AsyncIterator<Uint8Array>;
+}
+
+/**
+ * A replayable source whose bytes are exactly the first `byteLength` bytes
+ * of a local file that is never written below that length again (a completed
+ * upload session's). A tier on the same disk may keep that file itself (a
+ * hard link) instead of a copy, once it has read the bytes through, so every
+ * layer's check (kind, size, CRC32C, verify) still sees them; a layer that
+ * would store other bytes (compressed, encrypted) passes something else down.
+ */
+export abstract class FileBackedSource extends ReplayableSource {
+  abstract readonly file: string;
+}
+
 /** A source held in memory (a unary body): it can be read more than once, so
  * a layer may replay it on another tier after a failed attempt. */
-export class BufferedSource implements AsyncIterable<Uint8Array> {
-  constructor(readonly chunks: readonly Uint8Array[]) {}
+export class BufferedSource extends ReplayableSource {
+  constructor(readonly chunks: readonly Uint8Array[]) {
+    super();
+  }
 
   get byteLength(): number {
     return this.chunks.reduce((n, c) => n + c.byteLength, 0);

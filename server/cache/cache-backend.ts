@@ -33,7 +33,7 @@
  *   floor generations (see redis-cache-store.ts for the races that remain).
  */
 import { Readable, Transform, pipeline } from "node:stream";
-import { BufferedSource, type Backend, type DeleteOptions, type GetOptions, type ObjectRecord, type PutMeta, type PutOptions } from "../backends/backend.js";
+import { BufferedSource, ReplayableSource, type Backend, type DeleteOptions, type GetOptions, type ObjectRecord, type PutMeta, type PutOptions } from "../backends/backend.js";
 import { Code, StorageError } from "../storage-error.js";
 import { throwIfAborted } from "../signals.js";
 import type { CachedObject, CacheStore } from "./cache-store.js";
@@ -239,9 +239,13 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
         length = buffered.byteLength;
         chunks = length > opts.maxObjectBytes ? undefined : buffered.chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength));
       }
+      // Another replayable source (a completed upload's file) passes as it is, so it stays
+      // replayable; its bytes are never held here (it is read from disk, not from memory).
+      const replayable = buffered ?? (source instanceof ReplayableSource ? source : undefined);
+      if (replayable && !buffered) chunks = undefined;
       let record: ObjectRecord;
       try {
-        record = await inner.put(key, buffered ?? teed(), meta, putOpts);
+        record = await inner.put(key, replayable ?? teed(), meta, putOpts);
       } catch (err) {
         unregister(key, fill);
         // A precondition failure changed nothing; any other failure may have committed.

@@ -7,14 +7,17 @@
  * Errors are one line `filestorage: <CODE_NAME>: <message>`; exit codes: 0
  * done, 2 for INVALID_ARGUMENT (usage, bad flags and keys) and NOT_FOUND (a
  * missing key or local file; rm when any key was missing), 1 for any other
- * failure (cli-errors.ts has the table, local file errors included).
+ * failure (cli-errors.ts has the table, local file errors included). `put`
+ * uploads resumably and first prints one line `filestorage: upload id <id> ...`
+ * on stderr, so an interrupted put can be continued by another run
+ * (`--resume-id <id>`).
  */
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { InvalidArgumentError, Option, type Command } from "commander";
-import { FileStorageClient, FileStorageError, status, type DataKindName, type FlushProgress, type TlsOptions, type Usage } from "../../client/src/index.js";
+import { FileStorageClient, FileStorageError, newUploadId, status, type DataKindName, type FlushProgress, type TlsOptions, type Usage } from "../../client/src/index.js";
 import { EXIT_USAGE, localFileError, reportFailure, usageError } from "./cli-errors.js";
 import { humanSize, longHeader, longObjectRow, longPrefixRow } from "./list-format.js";
 import { byteBar, countBar, flushBar } from "./progress-bars.js";
@@ -62,23 +65,45 @@ export function registerClientCommands(program: Command): void {
 
   program
     .command("put")
-    .description("store a file, or stdin, under KEY")
+    .description(
+      "store a file, or stdin, under KEY as a resumable upload: it continues by itself after a dropped connection or a daemon restart, " +
+        "and prints its upload id on stderr so another run can continue it (--resume-id)",
+    )
     .argument("<key>", "object key")
     .argument("[file]", "file to upload; - or absent reads stdin")
     .addOption(new Option("--kind <kind>", "how readers decode it").choices(["bytes", "text", "json"]).default("bytes"))
     .option("--content-type <type>", "content type to record")
     .option("--metadata <json>", "metadata as a JSON object")
     .option("--if-generation-match <n>", "write only if the key has this generation (0: only if absent)")
+    .option("--resume-id <id>", "continue the upload with this id (printed by an earlier put of the same KEY and FILE) from what the daemon holds")
     .action((key: string, file: string | undefined, opts: PutOptions, cmd: Command) =>
       withClient(cmd, async (client) => {
         const fromStdin = file === undefined || file === "-";
+        // Arguments first: a bad one starts no upload (and prints no id).
         const metadata = opts.metadata === undefined ? undefined : parseMetadata(opts.metadata);
         const ifGenerationMatch = opts.ifGenerationMatch === undefined ? undefined : parseGeneration(opts.ifGenerationMatch);
         if (!fromStdin) await checkReadableFile(file);
+        const uploadId = opts.resumeId ?? newUploadId();
+        if (opts.resumeId !== undefined) {
+          const held = await client.queryUpload(uploadId);
+          const where = held === null ? "unknown to the daemon: starting it from byte 0" : held.complete ? "complete already" : `continuing from byte ${held.committedSize}`;
+          process.stderr.write(`filestorage: upload id ${uploadId}: ${where}\n`);
+        } else {
+          const input = fromStdin ? "- (the same input)" : JSON.stringify(file);
+          process.stderr.write(`filestorage: upload id ${uploadId} (if interrupted, continue it with: put ${JSON.stringify(key)} ${input} --resume-id ${uploadId})\n`);
+        }
         const bar = fromStdin ? undefined : byteBar("put");
         try {
           const info = await client
-            .upload(key, fromStdin ? process.stdin : file, { kind: opts.kind, contentType: opts.contentType, metadata, ifGenerationMatch, onProgress: bar?.update })
+            .upload(key, fromStdin ? process.stdin : file, {
+              kind: opts.kind,
+              contentType: opts.contentType,
+              metadata,
+              ifGenerationMatch,
+              onProgress: bar?.update,
+              // Given an id, the client asks the daemon where that upload stands first (a new one: nowhere).
+              uploadId,
+            })
             .catch((err: unknown) => Promise.reject(fromStdin ? err : localFileError(err, file, "read")));
           bar?.stop();
           printJson(info);
@@ -253,6 +278,7 @@ interface PutOptions {
   contentType?: string;
   metadata?: string;
   ifGenerationMatch?: string;
+  resumeId?: string;
 }
 
 /**

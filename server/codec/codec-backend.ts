@@ -23,7 +23,7 @@ import type {
   PutMeta,
   PutOptions,
 } from "../backends/backend.js";
-import { checkRange } from "../backends/backend.js";
+import { FileBackedSource, checkRange } from "../backends/backend.js";
 import { Code, StorageError, dataLoss, generationMismatch } from "../storage-error.js";
 import { ByteQueue } from "./byte-queue.js";
 import { SAMPLE_BYTES, gunzipStage, gzipStage, isCompressibleType, sampleCompresses } from "./compression.js";
@@ -56,6 +56,23 @@ export interface CodecOptions {
   onCompressionSaved?: (bytes: number) => void;
 }
 
+/** A file-backed source stored as it is, read through the codec's checks each time it is read. */
+class InspectedFile extends FileBackedSource {
+  readonly file: string;
+  readonly byteLength: number;
+  constructor(
+    private readonly source: FileBackedSource,
+    private readonly inspected: (from: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>,
+  ) {
+    super();
+    this.file = source.file;
+    this.byteLength = source.byteLength;
+  }
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this.inspected(this.source)[Symbol.asyncIterator]();
+  }
+}
+
 /** How many times a ranged read re-reads an object replaced while it was being read. */
 const RANGE_READ_ATTEMPTS = 3;
 
@@ -86,18 +103,36 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
     const { verify, ...innerOpts } = putOpts;
     const innerMeta: PutMeta = { ...meta, size: undefined, crc32c: undefined, encoding: {} };
     let compressedBytes: number | undefined;
-    const original = inspect(source, createKindCheck(meta.kind, opts.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH), (received) => {
-      // Throwing here fails the source the inner backend drains, before it commits.
-      verify?.(received);
-      innerMeta.size = received.size;
-      innerMeta.crc32c = received.crc32c;
-    });
-    const stored = encode(key, original, innerMeta, (n) => (compressedBytes = n));
+    const inspected = (from: AsyncIterable<Uint8Array>) =>
+      inspect(from, createKindCheck(meta.kind, opts.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH), (received) => {
+        // Throwing here fails the source the inner backend drains, before it commits.
+        verify?.(received);
+        innerMeta.size = received.size;
+        innerMeta.crc32c = received.crc32c;
+      });
+    if (source instanceof FileBackedSource && !(await encodesFile(source, meta))) {
+      // Stored as they are: the inner tier may keep the file itself, reading it through these checks first.
+      const record = await inner.put(key, new InspectedFile(source, inspected), innerMeta, innerOpts);
+      return record;
+    }
+    const stored = encode(key, inspected(source), innerMeta, (n) => (compressedBytes = n));
     const record = await inner.put(key, stored, innerMeta, innerOpts);
     if (compressedBytes !== undefined && innerMeta.size! > compressedBytes) {
       opts.onCompressionSaved?.(innerMeta.size! - compressedBytes);
     }
     return record;
+  }
+
+  /** Whether a file-backed source would be stored other than as it is (encrypted, or compressed: its first bytes sampled as encode() would). */
+  async function encodesFile(source: FileBackedSource, meta: PutMeta): Promise<boolean> {
+    if (keyring) return true;
+    if (!opts.compression.enabled || !isCompressibleType(meta.contentType) || source.byteLength < opts.compression.thresholdBytes) return false;
+    const lead = new ByteQueue();
+    for await (const chunk of source) {
+      lead.push(chunk);
+      if (lead.length >= SAMPLE_BYTES) break;
+    }
+    return sampleCompresses(lead.peek(SAMPLE_BYTES));
   }
 
   /** Decides the encoding (setting meta.encoding before the first stored byte) and encodes. */

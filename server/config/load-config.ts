@@ -92,6 +92,11 @@ export interface Config {
   healthCheckSeconds: number;
   replicationIntervalMs: number;
   expirySweepSeconds: number;
+  /** An abandoned resumable upload is deleted after this long; a completed one stays queryable this long. */
+  uploadExpirySeconds: number;
+  /** Incomplete resumable uploads kept at once, in total and per caller. */
+  maxOpenUploads: number;
+  maxOpenUploadsPerCaller: number;
   /** How often the whole bucket is listed to remove expired objects, old tombstones and upload leftovers. */
   gcsSweepSeconds: number;
   /** How long GCS keeps the tombstone of a deleted key (guards against older writes replayed late). */

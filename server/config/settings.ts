@@ -340,7 +340,27 @@ export const defs = {
     env: "EXPIRY_SWEEP_SECONDS",
     ...integer(1, 86_400),
     default: "60",
-    description: "how often expired objects are removed from the local tier (by its index)",
+    description: "how often expired objects and abandoned resumable uploads are removed from the local tier (by its index)",
+  },
+  uploadExpirySeconds: {
+    env: "UPLOAD_EXPIRY_SECONDS",
+    ...integer(1, 10 * 365 * 86_400),
+    default: "86400",
+    description:
+      "a resumable upload (StoreStream with an upload_id) no stream has touched for this long is deleted with its bytes, " +
+      "freeing its space and quota (checked every EXPIRY_SWEEP_SECONDS); a completed one stays queryable this long",
+  },
+  maxOpenUploads: {
+    env: "MAX_OPEN_UPLOADS",
+    ...integer(1, 1_000_000),
+    default: "1000",
+    description: "incomplete resumable uploads kept at once, in total; a new one past it is RESOURCE_EXHAUSTED",
+  },
+  maxOpenUploadsPerCaller: {
+    env: "MAX_OPEN_UPLOADS_PER_CALLER",
+    ...integer(1, 1_000_000),
+    default: "100",
+    description: 'incomplete resumable uploads kept at once per caller (auth entry name; all callers are "anonymous" without auth)',
   },
   gcsSweepSeconds: {
     env: "GCS_SWEEP_SECONDS",

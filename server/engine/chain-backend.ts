@@ -6,8 +6,8 @@
  *   and fallback is enabled, they land on the fallback with an outbox entry in
  *   the same local transaction. A streamed source that the primary already
  *   began to consume cannot be replayed, so such a write fails UNAVAILABLE
- *   (the caller retries and then meets the open breaker); a unary source (an
- *   array of chunks) is replayed on the fallback.
+ *   (the caller retries and then meets the open breaker); a replayable
+ *   source (a unary body, a completed upload's file) is replayed on the fallback.
  * - Reads of a key with a pending outbox entry are served by the fallback even
  *   while the primary is up (it holds the newest copy); otherwise the primary,
  *   then the fallback when the primary is unavailable. A key the primary alone
@@ -25,7 +25,7 @@
  *   while the primary is.
  */
 import {
-  BufferedSource,
+  ReplayableSource,
   compareKeys,
   type Backend,
   type DeleteOptions,
@@ -129,7 +129,7 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
       }
       return record;
     } catch (err) {
-      const replayable = source instanceof BufferedSource || !consumed;
+      const replayable = source instanceof ReplayableSource || !consumed;
       const raced = putOpts.ifGenerationMatch === undefined || outbox.get(key)?.seq !== pending?.seq;
       if (pending && replayable && raced && StorageError.is(err, Code.FailedPrecondition, Code.Aborted)) {
         // The primary copy we guarded on changed under us (the replicator

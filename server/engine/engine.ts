@@ -21,14 +21,14 @@
  *   maxListResponseBytes (always at least one entry).
  */
 import type { Readable } from "node:stream";
-import { BufferedSource, compareKeys, type Backend, type DeleteOptions, type GetOptions, type ObjectRecord, type PutMeta, type PutOptions } from "../backends/backend.js";
+import { ReplayableSource, compareKeys, type Backend, type DeleteOptions, type GetOptions, type ObjectRecord, type PutMeta, type PutOptions } from "../backends/backend.js";
 import { checkDelimiter, checkKey, checkPrefix } from "../keys.js";
 import { Code, StorageError, generationMismatch, invalidArgument } from "../storage-error.js";
 import { isLive as isLiveAt } from "./expiry.js";
 import { withLifecycle, type LifecycleRule } from "./lifecycle.js";
 import { measureUsage, type Usage, type UsageRequest } from "./usage.js";
 import { decodePageToken, encodePageToken, resumeAfter, type ListEntry } from "./page-token.js";
-import type { Quotas } from "./quota.js";
+import type { QuotaReservation, Quotas } from "./quota.js";
 
 export type { ListEntry } from "./page-token.js";
 
@@ -74,9 +74,22 @@ export interface ListRequest {
   entryBytes?: (entry: ListEntry) => number;
 }
 
+/** Options of Engine.put beyond the backend's. */
+export interface EnginePutOptions extends PutOptions {
+  /** A stream's declared size (its header): checked against the limits before any byte. */
+  declaredSize?: number;
+  /**
+   * A quota reservation the caller already holds for this write's bytes (an
+   * upload session's, held while its bytes arrived): used instead of taking
+   * one, grown if the source turns out larger, committed when the write
+   * commits, and left to the caller when it fails.
+   */
+  reservation?: QuotaReservation;
+}
+
 export interface Engine {
   /** Writes an object. `declaredSize` (a stream's header) is checked against limits up front. */
-  put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, opts?: PutOptions & { declaredSize?: number }): Promise<ObjectRecord>;
+  put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, opts?: EnginePutOptions): Promise<ObjectRecord>;
   /** The live object, or undefined (missing or expired). */
   get(key: string, opts?: GetOptions): Promise<{ record: ObjectRecord; body: Readable } | undefined>;
   head(key: string, opts?: { signal?: AbortSignal }): Promise<ObjectRecord | undefined>;
@@ -87,28 +100,35 @@ export interface Engine {
   usage(req: UsageRequest): Promise<Usage>;
 }
 
+/** RESOURCE_EXHAUSTED for an object of `size` bytes over MAX_OBJECT_BYTES (`max`). */
+export function objectTooLarge(size: number, max: number): StorageError {
+  return new StorageError(Code.ResourceExhausted, `object of ${size} bytes exceeds the maximum object size of ${max} bytes (MAX_OBJECT_BYTES)`);
+}
+
 export function createEngine(store: Backend, opts: EngineOptions): Engine {
   const { limits, quotas } = opts;
   const rules = opts.lifecycle ?? [];
   const isLive = (record: ObjectRecord | undefined, now = Date.now()) => isLiveAt(record, now, rules);
   const covered = (key: string) => quotas?.covers(key) ?? false;
 
-  function tooLarge(size: number) {
-    return new StorageError(
-      Code.ResourceExhausted,
-      `object of ${size} bytes exceeds the maximum object size of ${limits.maxObjectBytes} bytes (MAX_OBJECT_BYTES)`,
-    );
-  }
+  const tooLarge = (size: number) => objectTooLarge(size, limits.maxObjectBytes);
 
-  async function put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions & { declaredSize?: number } = {}) {
+  async function put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: EnginePutOptions = {}) {
     checkKey(key);
-    const { declaredSize, ...rest } = putOpts;
+    const { declaredSize, reservation, ...rest } = putOpts;
     if (declaredSize !== undefined && declaredSize > limits.maxObjectBytes) throw tooLarge(declaredSize);
-    if (!covered(key)) return putOnce(key, source, meta, rest, declaredSize);
-    return quotas!.exclusive(key, () => putOnce(key, source, meta, rest, declaredSize));
+    if (!covered(key)) return putOnce(key, source, meta, rest, declaredSize, undefined);
+    return quotas!.exclusive(key, () => putOnce(key, source, meta, rest, declaredSize, reservation));
   }
 
-  async function putOnce(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions, declaredSize: number | undefined) {
+  async function putOnce(
+    key: string,
+    source: AsyncIterable<Uint8Array>,
+    meta: PutMeta,
+    putOpts: PutOptions,
+    declaredSize: number | undefined,
+    held: QuotaReservation | undefined,
+  ) {
     const isCovered = covered(key);
     // The object this write replaces frees its bytes (an expired one too: it is still counted until swept).
     let current: ObjectRecord | undefined;
@@ -123,13 +143,14 @@ export function createEngine(store: Backend, opts: EngineOptions): Engine {
     }
     if (putOpts.ifGenerationMatch === 0n && current && !isLive(current)) putOpts.ifGenerationMatch = current.generation;
     const oldSize = isCovered ? (current?.size ?? 0) : 0;
-    const reservation = isCovered ? await quotas!.reserve(key, declaredSize ?? 0, oldSize) : undefined;
+    const reservation = isCovered ? (held ?? (await quotas!.reserve(key, declaredSize ?? 0, oldSize))) : undefined;
     let record: ObjectRecord;
     try {
       const limited = await limitSource(source, declaredSize ?? 0, reservation?.grow);
       record = await store.put(key, limited, meta, putOpts);
     } catch (err) {
-      await reservation?.release();
+      // A reservation the caller holds stays the caller's.
+      if (held === undefined) await reservation?.release();
       throw err;
     }
     // Committed: a failure to account it must not turn an acknowledged write into an error.
@@ -140,8 +161,8 @@ export function createEngine(store: Backend, opts: EngineOptions): Engine {
   /** Counts bytes as they pass: over MAX_OBJECT_BYTES, or past the quota reservation, the write fails. */
   async function limitSource(source: AsyncIterable<Uint8Array>, reserved: number, grow?: (n: number) => Promise<void>): Promise<AsyncIterable<Uint8Array>> {
     const max = limits.maxObjectBytes;
-    if (source instanceof BufferedSource) {
-      // A unary body: check it whole and keep it replayable for the fallback.
+    if (source instanceof ReplayableSource) {
+      // A unary body or an upload's file: check it whole and keep it replayable for the fallback.
       const total = source.byteLength;
       if (total > max) throw tooLarge(total);
       if (total > reserved) await grow?.(total - reserved);

@@ -13,7 +13,9 @@
  * old tombstones and upload parts a crash left. Lifecycle rules
  * (lifecycle.ts) expire objects the same way: the local pass finds the
  * aged ones under each rule's prefix by the index, the bucket pass judges
- * every object it lists by the rules too.
+ * every object it lists by the rules too. Every local sweep also deletes the
+ * resumable uploads abandoned for UPLOAD_EXPIRY_SECONDS (through `uploads`,
+ * which owns them).
  */
 import type { Backend, ObjectRecord } from "../backends/backend.js";
 import type { FsBackend } from "../backends/fs/fs-backend.js";
@@ -44,6 +46,8 @@ export interface ExpirySweeperOptions {
   quotas?: Quotas;
   /** LIFECYCLE_RULES */
   lifecycle?: readonly LifecycleRule[];
+  /** Resumable upload sessions: their expired ones go with each local sweep. */
+  uploads?: { sweepExpired(now: number): Promise<number> };
   localIntervalMs: number;
   gcsIntervalMs: number;
   onExpired?: (count: number) => void;
@@ -51,7 +55,7 @@ export interface ExpirySweeperOptions {
 }
 
 export interface ExpirySweeper {
-  /** Runs a sweep now (the local tier, and the bucket unless `gcs: false`); joins one already running. */
+  /** Runs a sweep now (the local tier and its abandoned uploads, and the bucket unless `gcs: false`); joins one already running. Returns the expired objects removed. */
   sweep(opts?: { gcs?: boolean }): Promise<number>;
   /** Stops the timers and waits for a sweep in progress. */
   stop(): Promise<void>;
@@ -121,6 +125,8 @@ export function startExpirySweeper(opts: ExpirySweeperOptions): ExpirySweeper {
     sweeping ??= (async () => {
       const now = Date.now();
       let count = await sweepLocal(now);
+      const uploads = await opts.uploads?.sweepExpired(now);
+      if (uploads) opts.log?.info({ uploads }, "deleted abandoned resumable uploads (UPLOAD_EXPIRY_SECONDS)");
       if (sweepOpts.gcs) count += await sweepGcs(now);
       if (count > 0) opts.onExpired?.(count);
       return count;

@@ -14,6 +14,7 @@ import {
   ListKeysResponseSchema,
   ObjectInfoSchema,
   OperationCountSchema,
+  QueryUploadResponseSchema,
   RetrieveResponseSchema,
   StatResponseSchema,
   StoreResponseSchema,
@@ -31,6 +32,8 @@ import {
   type ListKeysRequest,
   type ListKeysResponse,
   type ObjectInfo,
+  type QueryUploadRequest,
+  type QueryUploadResponse,
   type RetrieveRequest,
   type RetrieveResponse,
   type RetrieveStreamRequest,
@@ -48,10 +51,12 @@ import { BufferedSource, type ObjectRecord } from "../backends/backend.js";
 import type { Engine, ListEntry } from "../engine/engine.js";
 import { checkKey } from "../keys.js";
 import type { StackStatus } from "../stack.js";
+import { checkUploadId, type UploadSessions } from "../uploads/upload-sessions.js";
 import { Code, StorageError, dataLoss, failedPrecondition, invalidArgument } from "../storage-error.js";
 import { createCallObserver, type RpcObserver } from "./call-observer.js";
 import type { Tracer } from "@opentelemetry/api";
 import type { StatusLogger } from "./grpc-status.js";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext } from "./handler-context.js";
 import { checkContentType, checkMetadata, expiryMs, kindName, toObjectInfo } from "./object-info.js";
 import { sendFlush, type Flush } from "./flush-stream.js";
@@ -63,6 +68,8 @@ export type { RpcObserver } from "./call-observer.js";
 
 export interface ServiceOptions {
   engine: Engine;
+  /** Resumable upload sessions. */
+  uploads: UploadSessions;
   /** The stack's state, for GetStats. */
   status: () => StackStatus;
   auth: Authorizer;
@@ -87,6 +94,8 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
     engine,
     observer: o.observer,
     allow: (call, right, ...scopes) => o.auth.check(call, right, ...scopes),
+    caller: (call) => o.auth.callerName(call),
+    uploads: o.uploads,
     maxUnaryBytes: o.maxUnaryBytes,
     chunkSize: o.chunkSize,
   };
@@ -181,6 +190,27 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
         prefixes: page.prefixes,
         nextPageToken: page.nextPageToken,
         objects: req.includeInfo ? page.objects.map(infoOf) : [],
+      });
+    }),
+
+    queryUpload: calls.unary<QueryUploadRequest, QueryUploadResponse>("QueryUpload", async (req, call) => {
+      const id = checkUploadId(req.uploadId);
+      // The right first, then the session, then its key: an unknown id tells nothing to a caller without the right.
+      ctx.allow(call, "write");
+      const state = await o.uploads.query(ctx.caller(call), id);
+      if (!state) throw new StorageError(Code.NotFound, `upload "${id}" is unknown or expired`);
+      try {
+        ctx.allow(call, "write", { key: state.key });
+      } catch (err) {
+        // The authorizer's message names the key; this caller may not learn it.
+        if (!StorageError.is(err, Code.PermissionDenied)) throw err;
+        throw new StorageError(Code.PermissionDenied, `upload "${id}" is for a key outside the caller's prefixes`);
+      }
+      return create(QueryUploadResponseSchema, {
+        committedSize: BigInt(state.committedSize),
+        complete: state.complete,
+        object: state.object && toObjectInfo(state.object),
+        expiresAt: timestampFromMs(state.expiresAt),
       });
     }),
 

@@ -83,7 +83,9 @@ describe("filestorage client commands", () => {
     const data = randomBytes(3 * 1024 * 1024 + 11);
     await fs.writeFile(source, data);
     const put = await run(["put", "cli/file.bin", source]);
-    expect(put).toMatchObject({ code: 0, stderr: "" });
+    expect(put.code).toBe(0);
+    // put is resumable: its upload id is the one line it prints on stderr.
+    expect(put.stderr).toMatch(/^filestorage: upload id [A-Za-z0-9_-]{22} \(if interrupted, continue it with: put "cli\/file.bin" ".*in.bin" --resume-id [A-Za-z0-9_-]{22}\)\n$/);
     const info = JSON.parse(put.stdout.toString()) as Record<string, unknown>;
     expect(info).toMatchObject({ key: "cli/file.bin", kind: "bytes", size: data.length });
     expect(typeof info.generation).toBe("string");
@@ -161,7 +163,7 @@ describe("filestorage client commands", () => {
     // INVALID_ARGUMENT exits 2 like any usage error, whether the CLI or the daemon found it.
     const badKey = await run(["put", "../escape"], "x");
     expect(badKey.code).toBe(2);
-    expect(badKey.stderr).toMatch(/^filestorage: INVALID_ARGUMENT: [^\n]*\n$/);
+    expect(badKey.stderr).toMatch(/^filestorage: upload id [^\n]*\nfilestorage: INVALID_ARGUMENT: [^\n]*\n$/);
 
     const badMetadata = await run(["put", "cli/m", "--metadata", "[1]"], "x");
     expect(badMetadata).toMatchObject({ code: 2, stderr: "filestorage: INVALID_ARGUMENT: --metadata must be a JSON object\n" });

@@ -86,6 +86,14 @@ const cases: Record<string, Case> = {
         (err: unknown) => (FileStorageError.is(err, grpc.status.FAILED_PRECONDITION) ? undefined : Promise.reject(err)),
       ),
   },
+  QueryUpload: {
+    right: "write",
+    run: async (c, n) => {
+      // An explicit upload id: the client asks QueryUpload first, then uploads, then the test asks again.
+      await c.upload(`t/resumable-${n}`, [Buffer.from("resumable")], { uploadId: `auth-${n}` });
+      expect((await c.queryUpload(`auth-${n}`))?.complete).toBe(true);
+    },
+  },
 };
 
 describe("rights", () => {

@@ -3,7 +3,9 @@
  * pieces of at least 1 MiB, fsynced), are renamed into blobs/<xx>/<id> and
  * the shard folder fsynced before the index commits them. Reads stream a
  * blob back, checked against its size and CRC32C when whole. The free-space
- * reserve is enforced here, where the bytes are written.
+ * reserve is enforced here, where the bytes are written. The files of
+ * resumable uploads live in uploads/<id> (upload-files.ts); the leftover
+ * sweep keeps those a session names.
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs/promises";
@@ -12,17 +14,12 @@ import { Readable, Transform } from "node:stream";
 import { crc32c } from "@node-rs/crc32";
 import { Code, StorageError, dataLoss, unavailable } from "../../storage-error.js";
 import { abortable } from "../../signals.js";
+import { createFileWriter } from "./file-writer.js";
 import { mib, translate } from "./fs-errors.js";
 import { makePrivateFolder } from "./private-files.js";
 
-/** Writes reach the disk in pieces of at least this much (small chunks are coalesced). */
-const PIECE_BYTES = 1024 * 1024;
 /** Read stream buffer: the 64 KiB default halves read throughput. */
 export const READ_HIGH_WATER_MARK = 1024 * 1024;
-/** Pieces of an upload written at once while more bytes arrive. */
-const WRITES_IN_FLIGHT = 4;
-/** A streamed write checks the free space again after each this many bytes. */
-const SPACE_CHECK_BYTES = 16 * 1024 * 1024;
 
 export interface BlobFilesOptions {
   root: string;
@@ -32,20 +29,30 @@ export interface BlobFilesOptions {
   minFreeBytes: number;
 }
 
-/** Creates tmp/ and every shard folder (so a put never creates and fsyncs a parent), and returns the blob store. */
+/** What a leftover sweep asks of the index. */
+export interface SweepReferences {
+  /** True when some object row names the blob `id`. */
+  blob(id: string): boolean;
+  /** True when some upload session names the file `id` under uploads/. */
+  upload(id: string): boolean;
+}
+
+/** Creates tmp/, uploads/ and every shard folder (so a put never creates and fsyncs a parent), and returns the blob store. */
 export async function openBlobFiles(opts: BlobFilesOptions) {
   const { root, durable } = opts;
   const minFree = opts.minFreeBytes;
   const tmpDir = path.join(root, "tmp");
   const blobsDir = path.join(root, "blobs");
+  const uploadsDir = path.join(root, "uploads");
   makePrivateFolder(tmpDir);
   makePrivateFolder(blobsDir);
+  makePrivateFolder(uploadsDir);
   const shardNames = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
   await Promise.all(shardNames.map((s) => fs.mkdir(path.join(blobsDir, s), { recursive: true, mode: 0o700 })));
 
   const blobPath = (id: string) => path.join(blobsDir, id.slice(0, 2), id);
   const tmpPath = (id: string) => path.join(tmpDir, id);
-  const bufferPool: Buffer[] = [];
+  const uploadPath = (id: string) => path.join(uploadsDir, id);
 
   /** The bytes free on the file system holding the folder. */
   async function freeBytes(): Promise<number> {
@@ -70,16 +77,10 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     }
   }
 
-  const takePiece = () => bufferPool.pop() ?? Buffer.allocUnsafe(PIECE_BYTES);
-  const recycle = (piece: Buffer) => {
-    if (bufferPool.length < 8) bufferPool.push(piece);
-  };
-
   /**
-   * Streams `source` into a new file at `file`; returns the size and CRC32C
-   * written. Up to WRITES_IN_FLIGHT pieces are written at once (positional
-   * writes in libuv's pool) while the next bytes arrive, so the network and
-   * the disk work at the same time instead of in turns.
+   * Streams `source` into a new file at `file` (file-writer.ts: coalesced
+   * pieces, several writes in flight, the space reserve checked as it grows),
+   * fsyncs it, and returns the size and CRC32C written.
    */
   async function writeSource(
     file: string,
@@ -89,69 +90,18 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     const handle = await fs.open(file, "wx", 0o600).catch((err) => {
       throw translate(err, "creating a file");
     });
-    let piece = takePiece();
-    let fill = 0;
-    let size = 0;
-    let crc = 0;
-    let checkedAt = 0;
-    let position = 0;
-    const inflight: Promise<void>[] = [];
-    const writeAll = async (bytes: Uint8Array, at: number): Promise<void> => {
-      for (let done = 0; done < bytes.length; ) {
-        const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, at + done).catch((err) => {
-          throw translate(err, "writing");
-        });
-        done += bytesWritten;
-      }
-    };
-    /** Starts writing `bytes` at the current position (after the space check), waiting while too many writes are out. */
-    const issue = async (bytes: Uint8Array, release?: () => void): Promise<void> => {
-      if (position - checkedAt >= SPACE_CHECK_BYTES) {
-        checkedAt = position;
-        await ensureSpace();
-      }
-      while (inflight.length >= WRITES_IN_FLIGHT) await inflight.shift();
-      const write = writeAll(bytes, position).finally(release);
-      // Its failure is seen when it is awaited; meanwhile it must not count as unhandled.
-      write.catch(() => undefined);
-      inflight.push(write);
-      position += bytes.length;
-    };
+    const writer = createFileWriter(handle, { durable, ensureSpace });
     try {
-      for await (const chunk of abortable(source, signal)) {
-        size += chunk.length;
-        crc = crc32c(chunk, crc);
-        let at = 0;
-        if (fill > 0) {
-          at = chunk.copy(piece, fill, 0, Math.min(chunk.length, PIECE_BYTES - fill));
-          fill += at;
-          if (fill < PIECE_BYTES) continue;
-          const full = piece;
-          await issue(full, () => recycle(full));
-          piece = takePiece();
-          fill = 0;
-        }
-        const rest = chunk.subarray(at);
-        // Large chunks go straight to disk (the source does not reuse them); a small tail waits for more.
-        if (rest.length >= PIECE_BYTES) await issue(rest);
-        else fill = rest.copy(piece, 0);
-      }
-      if (fill > 0) {
-        const last = piece;
-        await issue(last.subarray(0, fill), () => recycle(last));
-        piece = Buffer.alloc(0);
-      }
-      while (inflight.length > 0) await inflight.shift();
-      if (durable) await handle.sync().catch((err) => Promise.reject(translate(err, "syncing")));
-      return { size, crc32c: crc };
+      for await (const chunk of abortable(source, signal)) await writer.write(chunk);
+      return await writer.sync();
     } finally {
       // A failed upload still waits for its writes before the file is closed (and removed).
-      await Promise.allSettled(inflight);
-      if (piece.length > 0) recycle(piece);
+      await writer.settle();
       await handle.close().catch(() => undefined);
     }
   }
 
+  /** fsyncs the folder `dir` (a new or renamed entry in it is then durable). */
   async function syncFolder(dir: string): Promise<void> {
     if (!durable) return;
     const handle = await fs.open(dir, "r");
@@ -190,6 +140,23 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     return file.pipe(verifier(file, expected));
   }
 
+  /**
+   * Hard-links `file` (durable already) as tmp/<id>, to be published like a
+   * written upload. False, leaving nothing, when the link is refused (another
+   * file system, no hard links) or the file is not `size` bytes long.
+   */
+  async function linkTemp(id: string, file: string, size: number): Promise<boolean> {
+    const temp = tmpPath(id);
+    try {
+      await fs.link(file, temp);
+      if ((await fs.stat(temp)).size === size) return true;
+    } catch {
+      // Copied instead.
+    }
+    await fs.rm(temp, { force: true }).catch(() => undefined);
+    return false;
+  }
+
   /** Puts a finished upload in place: tmp/<id> renamed to its blob path, the shard folder fsynced. */
   async function publish(id: string): Promise<void> {
     await fs.rename(tmpPath(id), blobPath(id));
@@ -215,10 +182,10 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     return id;
   }
 
-  async function sweepLeftovers(isReferenced: (id: string) => boolean): Promise<{ tmpFiles: number; blobs: number }> {
+  async function sweepLeftovers(references: SweepReferences): Promise<{ tmpFiles: number; blobs: number; uploadFiles: number }> {
     if (sweep !== "pending") throw new Error("sweepLeftovers() runs once per open");
     sweep = "running";
-    const removed = { tmpFiles: 0, blobs: 0 };
+    const removed = { tmpFiles: 0, blobs: 0, uploadFiles: 0 };
     try {
       for (const name of await fs.readdir(tmpDir)) {
         if (madeBeforeSweep.has(name)) continue;
@@ -229,10 +196,16 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
         const shardDir = path.join(blobsDir, shard);
         if (!(await fs.stat(shardDir)).isDirectory()) continue;
         for (const name of await fs.readdir(shardDir)) {
-          if (madeBeforeSweep.has(name) || isReferenced(name)) continue;
+          if (madeBeforeSweep.has(name) || references.blob(name)) continue;
           await fs.rm(path.join(shardDir, name), { force: true });
           removed.blobs++;
         }
+      }
+      // A session's file stays while its session does (it holds the upload's committed bytes).
+      for (const name of await fs.readdir(uploadsDir)) {
+        if (madeBeforeSweep.has(name) || references.upload(name)) continue;
+        await fs.rm(path.join(uploadsDir, name), { force: true, recursive: true });
+        removed.uploadFiles++;
       }
       return removed;
     } catch (err) {
@@ -243,7 +216,25 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     }
   }
 
-  return { tmpPath, blobPath, newFileId, writeSource, publish, discard, dropBlob, openBlob, ensureSpace, freeBytes, checkWritable, sweepLeftovers, minFree };
+  return {
+    tmpPath,
+    blobPath,
+    uploadPath,
+    newFileId,
+    writeSource,
+    linkTemp,
+    publish,
+    discard,
+    dropBlob,
+    openBlob,
+    ensureSpace,
+    freeBytes,
+    checkWritable,
+    syncFolder,
+    sweepLeftovers,
+    minFree,
+    durable,
+  };
 }
 
 /** The blob files opened by openBlobFiles. */

@@ -8,20 +8,24 @@
  *   index.sqlite        WAL database: objects, outbox, counters, identities, tier_totals
  *   tmp/<id>            uploads in flight; leftovers removed by sweepLeftovers()
  *   blobs/<xx>/<id>     committed blobs; an unreferenced one is removed by sweepLeftovers()
+ *   uploads/<id>        bytes of resumable upload sessions (upload-store.ts); kept while their session is
  *
  * Keys never become paths, so no key reaches outside the root and record data
  * never collides with blob data. Objects up to INLINE_MAX_BYTES live inline in
  * the index. A larger put streams into tmp/, fsyncs, renames into blobs/,
  * fsyncs the folder, then commits one SQLite transaction (precondition, row,
- * outbox entry); the old blob is unlinked after the commit. A crash at any
+ * outbox entry); the old blob is unlinked after the commit. A put whose
+ * source is a file on this disk already (FileBackedSource: a completed
+ * upload session's) reads it through and hard-links it into tmp/ instead of
+ * copying it, then goes on the same way. A crash at any
  * point leaves the old version and at most an orphan file the next sweep removes.
  */
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { crc32c } from "@node-rs/crc32";
 import type { Backend, Outbox } from "../backend.js";
-import { checkRange } from "../backend.js";
-import { bindSignal, throwIfAborted } from "../../signals.js";
+import { FileBackedSource, checkRange } from "../backend.js";
+import { abortable, bindSignal, throwIfAborted } from "../../signals.js";
 import { Code, StorageError, dataLoss, unavailable } from "../../storage-error.js";
 import { openBlobFiles, takeSmall } from "./blob-files.js";
 import { mib, translate } from "./fs-errors.js";
@@ -30,8 +34,10 @@ import { createInFlight } from "./in-flight.js";
 import { checkPrecondition, openIndex, toRecord, type AgedOut, type FsFaults, type IndexDb, type IndexUsage } from "./index-db.js";
 import { listPage } from "./listing.js";
 import { makePrivateFolder } from "./private-files.js";
+import { createUploadStore, type UploadStore } from "./upload-store.js";
 
 export type { AgedOut, FsFaults, IndexUsage } from "./index-db.js";
+export type { UploadSessionRecord, UploadStore, UploadWriter } from "./upload-store.js";
 
 export interface FsBackendOptions {
   /** The storage folder; created when missing. */
@@ -52,6 +58,8 @@ export interface FsBackendOptions {
 /** The local backend: a Backend with an outbox, an index of expiries, identities and the leftover sweep. */
 export type FsBackend = Backend & {
   readonly outbox: Outbox;
+  /** Resumable upload sessions: rows in the index, bytes under uploads/ (upload-store.ts). */
+  readonly uploads: UploadStore;
   /** Up to `limit` keys whose expiresAt is at or before `now` (Unix ms), soonest first. This
    * backend does not hide expired objects itself; the engine does, and sweeps them with this. */
   expired(now: number, limit: number): string[];
@@ -75,12 +83,12 @@ export type FsBackend = Backend & {
    */
   identity(name: string, create: () => string): string;
   /**
-   * Removes what a crash left: every file in tmp/ and every blob no row names,
-   * except the files of puts this backend started meanwhile, so it is safe
-   * while serving. Call it once per open (the daemon does, after binding);
-   * a second call rejects.
+   * Removes what a crash left: every file in tmp/, every blob no row names
+   * and every file in uploads/ no session names, except the files this
+   * backend made meanwhile, so it is safe while serving. Call it once per open
+   * (the daemon does, after binding); a second call rejects.
    */
-  sweepLeftovers(): Promise<{ tmpFiles: number; blobs: number }>;
+  sweepLeftovers(): Promise<{ tmpFiles: number; blobs: number; uploadFiles: number }>;
 };
 
 /**
@@ -126,9 +134,28 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
   // close() cancels the puts still running and waits for their cleanup.
   const running = createInFlight(() => unavailable("the local storage is closed"));
 
+  const uploads = createUploadStore(index, blobs);
+
+  /**
+   * Reads `source` through (so the layers above check it as it passes) and
+   * hard-links its file as tmp/<id>: the object's blob without a copy of its
+   * bytes. Undefined when the file cannot be linked (another file system,
+   * or it is not `source.byteLength` long): the caller copies it then.
+   */
+  async function linkFile(id: string, source: FileBackedSource, signal: AbortSignal | undefined): Promise<{ size: number; crc32c: number } | undefined> {
+    let size = 0;
+    let crc = 0;
+    for await (const chunk of abortable(source, signal)) {
+      size += chunk.length;
+      crc = crc32c(chunk, crc);
+    }
+    return (await blobs.linkTemp(id, source.file, size)) ? { size, crc32c: crc } : undefined;
+  }
+
   const backend: FsBackend = {
     name: "local",
     outbox: index.outbox,
+    uploads,
 
     async put(key, source, meta, putOpts = {}) {
       throwIfAborted(putOpts.signal);
@@ -138,7 +165,9 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       let published = false;
       try {
         await blobs.ensureSpace();
-        const small = await takeSmall(source, putOpts.signal, INLINE_MAX_BYTES);
+        // A file on this disk already (a completed upload session's): read through the checks above, then linked.
+        const linked = source instanceof FileBackedSource && source.byteLength > INLINE_MAX_BYTES ? await linkFile(id, source, putOpts.signal) : undefined;
+        const small = linked ? { rest: source } : await takeSmall(source, putOpts.signal, INLINE_MAX_BYTES);
         if (small.inline) {
           const data = small.inline;
           const stored = { size: data.length, crc32c: crc32c(data) };
@@ -148,7 +177,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
           await blobs.dropBlob(oldBlob);
           return toRecord(row);
         }
-        const stored = await blobs.writeSource(blobs.tmpPath(id), small.rest, putOpts.signal);
+        const stored = linked ?? (await blobs.writeSource(blobs.tmpPath(id), small.rest, putOpts.signal));
         putOpts.verify?.(stored);
         throwIfAborted(putOpts.signal);
         await blobs.publish(id);
@@ -235,7 +264,7 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
       lock.release();
     },
 
-    sweepLeftovers: () => blobs.sweepLeftovers((id) => index.blobReferenced(id)),
+    sweepLeftovers: () => blobs.sweepLeftovers({ blob: (id) => index.blobReferenced(id), upload: (id) => uploads.fileReferenced(id) }),
     expired: (now, limit) => index.expired(now, limit),
     writtenBefore: (prefix, before, after, limit) => index.writtenBefore(prefix, before, after, limit),
     usage: (prefix, now, agedOut = []) => index.usage(prefix, now, agedOut),

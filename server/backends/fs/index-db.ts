@@ -28,6 +28,8 @@ export interface FsFaults {
 
 /** The index: records, the outbox, the group commit and the folder's identities. */
 export interface IndexDb {
+  /** The database, for the tables another module of this backend owns (upload-store.ts). */
+  readonly database: Database.Database;
   readonly outbox: Outbox;
   readonly scanFor: ScanFor;
   /** This folder's writer id: the origin of writes that come without one. */
@@ -321,6 +323,7 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
   };
 
   return {
+    database: db,
     outbox,
     scanFor,
     identity,

@@ -85,7 +85,37 @@ export const SCHEMA = `
     UPDATE tier_totals SET objects = objects - 1, bytes = bytes - OLD.size, stored_bytes = stored_bytes - OLD.stored_size;
   END;
   CREATE TABLE IF NOT EXISTS identities (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS uploads (  -- resumable upload sessions (upload-store.ts)
+    caller TEXT NOT NULL,            -- the auth entry's name ("anonymous" without auth): ids are per caller
+    id TEXT NOT NULL,                -- the client's upload_id
+    key TEXT NOT NULL,
+    header TEXT NOT NULL,            -- the first stream's header fields (JSON): a resume repeats them
+    file TEXT,                       -- file id under uploads/; NULL once complete
+    committed_size INTEGER NOT NULL, -- bytes of the file fsynced, never fewer than before
+    crc32c INTEGER NOT NULL,         -- CRC32C of those bytes
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,     -- the session (and its file) is deleted from then on
+    object TEXT,                     -- the stored object's record (JSON) once complete
+    PRIMARY KEY (caller, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS uploads_expires_at ON uploads (expires_at);
+  CREATE INDEX IF NOT EXISTS uploads_file ON uploads (file) WHERE file IS NOT NULL;
 `;
+
+export interface UploadRow {
+  caller: string;
+  id: string;
+  key: string;
+  header: string;
+  file: string | null;
+  committed_size: bigint;
+  crc32c: bigint;
+  created_at: bigint;
+  updated_at: bigint;
+  expires_at: bigint;
+  object: string | null;
+}
 
 // Every column but the inline bytes, which only a read of the object needs.
 export const RECORD_COLUMNS =

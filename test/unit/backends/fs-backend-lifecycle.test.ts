@@ -88,7 +88,7 @@ describe("fs backend life cycle", () => {
     const held = heldSource(Buffer.alloc(MiB + 1, 2), Buffer.alloc(MiB, 3));
     const putting = backend.put("in-flight", held.source, meta);
     await waitFor(async () => (await fs.readdir(path.join(root, "tmp"))).length === 2, "the put's temp file");
-    expect(await backend.sweepLeftovers()).toEqual({ tmpFiles: 1, blobs: 1 });
+    expect(await backend.sweepLeftovers()).toEqual({ tmpFiles: 1, blobs: 1, uploadFiles: 0 });
     await expect(fs.stat(crashTmp)).rejects.toThrow();
     await expect(fs.stat(crashBlob)).rejects.toThrow();
     held.release();
@@ -97,6 +97,55 @@ describe("fs backend life cycle", () => {
     expect((await readBody((await backend.get("in-flight"))!.body)).length).toBe(2 * MiB + 1);
     expect((await readBody((await backend.get("kept"))!.body)).equals(Buffer.alloc(INLINE_MAX_BYTES + 1, 1))).toBe(true);
     await expect(backend.sweepLeftovers()).rejects.toThrow(/once/);
+  });
+
+  test("sweepLeftovers keeps the file of every upload session and removes the files in uploads/ no session names", async () => {
+    const first = await openBackend();
+    const session = await first.uploads.create({ caller: "anonymous", id: "kept-upload", key: "k", header: "{}", expiresAt: Date.now() + 60_000 });
+    const writer = await first.uploads.openWriter(session);
+    await writer.write(Buffer.from("committed bytes"));
+    await writer.checkpoint(Date.now() + 60_000);
+    await writer.close();
+    await first.close();
+    open.splice(0);
+    const orphan = path.join(root, "uploads", "0123456789abcdef0123456789abcdef");
+    await fs.writeFile(orphan, "a crash between the file and its row");
+
+    const backend = await openBackend();
+    expect(await backend.sweepLeftovers()).toEqual({ tmpFiles: 0, blobs: 0, uploadFiles: 1 });
+    await expect(fs.stat(orphan)).rejects.toThrow();
+    const reopened = backend.uploads.get("anonymous", "kept-upload")!;
+    expect(reopened.committedSize).toBe(15);
+    const files = await fs.readdir(path.join(root, "uploads"));
+    expect(files).toHaveLength(1);
+    expect((await fs.readFile(path.join(root, "uploads", files[0]!))).toString()).toBe("committed bytes");
+    expect((await fs.stat(path.join(root, "uploads", files[0]!))).mode & 0o777).toBe(0o600);
+    expect((await fs.stat(path.join(root, "uploads"))).mode & 0o777).toBe(0o700);
+  });
+
+  test("an upload session's file is cut back to its committed size when it is opened again, and continues from there", async () => {
+    const backend = await openBackend();
+    const session = await backend.uploads.create({ caller: "anonymous", id: "cut-back", key: "k", header: "{}", expiresAt: Date.now() + 60_000 });
+    const writer = await backend.uploads.openWriter(session);
+    await writer.write(Buffer.from("durable"));
+    await writer.checkpoint(Date.now() + 60_000);
+    // Written but never checkpointed (a crash would leave such a tail).
+    await writer.write(Buffer.alloc(2 * MiB, 7));
+    await writer.close();
+    const again = backend.uploads.get("anonymous", "cut-back")!;
+    expect(again.committedSize).toBe(7);
+    const resumed = await backend.uploads.openWriter(again);
+    expect(resumed.size).toBe(7);
+    // The tail no checkpoint covered is gone from the disk too.
+    const [file] = await fs.readdir(path.join(root, "uploads"));
+    expect((await fs.stat(path.join(root, "uploads", file!))).size).toBe(7);
+    await resumed.write(Buffer.from(" more"));
+    const synced = await resumed.checkpoint(Date.now() + 60_000);
+    await resumed.close();
+    expect(synced.size).toBe(12);
+    const body: Buffer[] = [];
+    for await (const chunk of backend.uploads.source(backend.uploads.get("anonymous", "cut-back")!)) body.push(Buffer.from(chunk));
+    expect(Buffer.concat(body).toString()).toBe("durable more");
   });
 
   test("close() cancels a put in flight and resolves only once its temp file is gone", async () => {

@@ -538,8 +538,16 @@ type StoreStreamHeader struct {
 	Size              *int64                 `protobuf:"varint,5,opt,name=size,proto3,oneof" json:"size,omitempty"`
 	IfGenerationMatch *int64                 `protobuf:"varint,6,opt,name=if_generation_match,json=ifGenerationMatch,proto3,oneof" json:"if_generation_match,omitempty"`
 	ExpiresAt         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Empty: a one-shot upload. Otherwise 1..128 of [A-Za-z0-9_-], chosen by
+	// the client: the bytes received are kept durably under it, a stream that
+	// breaks leaves them resumable, and a stream that half-closes completes the
+	// object. A resume repeats the key and header fields of the first stream.
+	UploadId string `protobuf:"bytes,8,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// With upload_id: where this stream's bytes start. 0 for a new upload; a
+	// resume must send the committed size (QueryUpload), else OUT_OF_RANGE.
+	WriteOffset   int64 `protobuf:"varint,9,opt,name=write_offset,json=writeOffset,proto3" json:"write_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoreStreamHeader) Reset() {
@@ -619,6 +627,20 @@ func (x *StoreStreamHeader) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *StoreStreamHeader) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *StoreStreamHeader) GetWriteOffset() int64 {
+	if x != nil {
+		return x.WriteOffset
+	}
+	return 0
 }
 
 type StoreStreamTrailer struct {
@@ -2058,6 +2080,124 @@ func (x *FlushResponse) GetDone() bool {
 	return false
 }
 
+type QueryUploadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UploadId      string                 `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryUploadRequest) Reset() {
+	*x = QueryUploadRequest{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryUploadRequest) ProtoMessage() {}
+
+func (x *QueryUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryUploadRequest.ProtoReflect.Descriptor instead.
+func (*QueryUploadRequest) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *QueryUploadRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+type QueryUploadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes the daemon holds durably (fsynced); never decreases, survives a
+	// restart. A resume sends it as write_offset.
+	CommittedSize int64 `protobuf:"varint,1,opt,name=committed_size,json=committedSize,proto3" json:"committed_size,omitempty"`
+	// True once a stream half-closed and the object was stored.
+	Complete bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	// The stored object, once complete.
+	Object *ObjectInfo `protobuf:"bytes,3,opt,name=object,proto3" json:"object,omitempty"`
+	// When the daemon forgets the upload (deleting its bytes if incomplete)
+	// unless a stream resumes it first.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryUploadResponse) Reset() {
+	*x = QueryUploadResponse{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryUploadResponse) ProtoMessage() {}
+
+func (x *QueryUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryUploadResponse.ProtoReflect.Descriptor instead.
+func (*QueryUploadResponse) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *QueryUploadResponse) GetCommittedSize() int64 {
+	if x != nil {
+		return x.CommittedSize
+	}
+	return 0
+}
+
+func (x *QueryUploadResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *QueryUploadResponse) GetObject() *ObjectInfo {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+func (x *QueryUploadResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_filestorage_v1_file_storage_proto protoreflect.FileDescriptor
 
 const file_filestorage_v1_file_storage_proto_rawDesc = "" +
@@ -2105,7 +2245,7 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2!.filestorage.v1.StoreStreamHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x12>\n" +
 	"\atrailer\x18\x03 \x01(\v2\".filestorage.v1.StoreStreamTrailerH\x00R\atrailerB\t\n" +
-	"\apayload\"\xd5\x02\n" +
+	"\apayload\"\x95\x03\n" +
 	"\x11StoreStreamHeader\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.filestorage.v1.DataKindR\x04kind\x12!\n" +
@@ -2114,7 +2254,9 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\x04size\x18\x05 \x01(\x03H\x00R\x04size\x88\x01\x01\x123\n" +
 	"\x13if_generation_match\x18\x06 \x01(\x03H\x01R\x11ifGenerationMatch\x88\x01\x01\x129\n" +
 	"\n" +
-	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtB\a\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
+	"\tupload_id\x18\b \x01(\tR\buploadId\x12!\n" +
+	"\fwrite_offset\x18\t \x01(\x03R\vwriteOffsetB\a\n" +
 	"\x05_sizeB\x16\n" +
 	"\x14_if_generation_match\"^\n" +
 	"\x12StoreStreamTrailer\x12\x1b\n" +
@@ -2227,7 +2369,15 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"replicated\x12\x16\n" +
 	"\x06failed\x18\x03 \x01(\x03R\x06failed\x12;\n" +
 	"\x1aoldest_pending_age_seconds\x18\x04 \x01(\x01R\x17oldestPendingAgeSeconds\x12\x12\n" +
-	"\x04done\x18\x05 \x01(\bR\x04done*b\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\"1\n" +
+	"\x12QueryUploadRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\"\xc7\x01\n" +
+	"\x13QueryUploadResponse\x12%\n" +
+	"\x0ecommitted_size\x18\x01 \x01(\x03R\rcommittedSize\x12\x1a\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x122\n" +
+	"\x06object\x18\x03 \x01(\v2\x1a.filestorage.v1.ObjectInfoR\x06object\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*b\n" +
 	"\bDataKind\x12\x19\n" +
 	"\x15DATA_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDATA_KIND_BYTES\x10\x01\x12\x12\n" +
@@ -2236,7 +2386,7 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\aBackend\x12\x17\n" +
 	"\x13BACKEND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBACKEND_GCS\x10\x01\x12\x11\n" +
-	"\rBACKEND_LOCAL\x10\x022\xc5\a\n" +
+	"\rBACKEND_LOCAL\x10\x022\x9d\b\n" +
 	"\x12FileStorageService\x12D\n" +
 	"\x05Store\x12\x1c.filestorage.v1.StoreRequest\x1a\x1d.filestorage.v1.StoreResponse\x12X\n" +
 	"\vStoreStream\x12\".filestorage.v1.StoreStreamRequest\x1a#.filestorage.v1.StoreStreamResponse(\x01\x12M\n" +
@@ -2250,7 +2400,8 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\bListKeys\x12\x1f.filestorage.v1.ListKeysRequest\x1a .filestorage.v1.ListKeysResponse\x12M\n" +
 	"\bGetStats\x12\x1f.filestorage.v1.GetStatsRequest\x1a .filestorage.v1.GetStatsResponse\x12M\n" +
 	"\bGetUsage\x12\x1f.filestorage.v1.GetUsageRequest\x1a .filestorage.v1.GetUsageResponse\x12F\n" +
-	"\x05Flush\x12\x1c.filestorage.v1.FlushRequest\x1a\x1d.filestorage.v1.FlushResponse0\x01BPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
+	"\x05Flush\x12\x1c.filestorage.v1.FlushRequest\x1a\x1d.filestorage.v1.FlushResponse0\x01\x12V\n" +
+	"\vQueryUpload\x12\".filestorage.v1.QueryUploadRequest\x1a#.filestorage.v1.QueryUploadResponseBPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
 
 var (
 	file_filestorage_v1_file_storage_proto_rawDescOnce sync.Once
@@ -2265,7 +2416,7 @@ func file_filestorage_v1_file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_filestorage_v1_file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_filestorage_v1_file_storage_proto_goTypes = []any{
 	(DataKind)(0),                  // 0: filestorage.v1.DataKind
 	(Backend)(0),                   // 1: filestorage.v1.Backend
@@ -2297,60 +2448,66 @@ var file_filestorage_v1_file_storage_proto_goTypes = []any{
 	(*GetUsageResponse)(nil),       // 27: filestorage.v1.GetUsageResponse
 	(*FlushRequest)(nil),           // 28: filestorage.v1.FlushRequest
 	(*FlushResponse)(nil),          // 29: filestorage.v1.FlushResponse
-	(*structpb.Struct)(nil),        // 30: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
+	(*QueryUploadRequest)(nil),     // 30: filestorage.v1.QueryUploadRequest
+	(*QueryUploadResponse)(nil),    // 31: filestorage.v1.QueryUploadResponse
+	(*structpb.Struct)(nil),        // 32: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),  // 33: google.protobuf.Timestamp
 }
 var file_filestorage_v1_file_storage_proto_depIdxs = []int32{
 	0,  // 0: filestorage.v1.ObjectInfo.kind:type_name -> filestorage.v1.DataKind
-	30, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
+	32, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
 	1,  // 2: filestorage.v1.ObjectInfo.backend:type_name -> filestorage.v1.Backend
-	31, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
-	31, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
-	31, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
+	33, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: filestorage.v1.StoreRequest.kind:type_name -> filestorage.v1.DataKind
-	30, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
-	31, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
+	32, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
+	33, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: filestorage.v1.StoreResponse.object:type_name -> filestorage.v1.ObjectInfo
 	6,  // 10: filestorage.v1.StoreStreamRequest.header:type_name -> filestorage.v1.StoreStreamHeader
 	7,  // 11: filestorage.v1.StoreStreamRequest.trailer:type_name -> filestorage.v1.StoreStreamTrailer
 	0,  // 12: filestorage.v1.StoreStreamHeader.kind:type_name -> filestorage.v1.DataKind
-	30, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
-	31, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
+	32, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
+	33, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 15: filestorage.v1.StoreStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 16: filestorage.v1.RetrieveResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 17: filestorage.v1.RetrieveStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 18: filestorage.v1.StatResponse.object:type_name -> filestorage.v1.ObjectInfo
 	2,  // 19: filestorage.v1.ListKeysResponse.objects:type_name -> filestorage.v1.ObjectInfo
 	24, // 20: filestorage.v1.GetStatsResponse.operations:type_name -> filestorage.v1.OperationCount
-	3,  // 21: filestorage.v1.FileStorageService.Store:input_type -> filestorage.v1.StoreRequest
-	5,  // 22: filestorage.v1.FileStorageService.StoreStream:input_type -> filestorage.v1.StoreStreamRequest
-	9,  // 23: filestorage.v1.FileStorageService.Retrieve:input_type -> filestorage.v1.RetrieveRequest
-	11, // 24: filestorage.v1.FileStorageService.RetrieveStream:input_type -> filestorage.v1.RetrieveStreamRequest
-	13, // 25: filestorage.v1.FileStorageService.Stat:input_type -> filestorage.v1.StatRequest
-	15, // 26: filestorage.v1.FileStorageService.Exists:input_type -> filestorage.v1.ExistsRequest
-	17, // 27: filestorage.v1.FileStorageService.Delete:input_type -> filestorage.v1.DeleteRequest
-	19, // 28: filestorage.v1.FileStorageService.DeleteMany:input_type -> filestorage.v1.DeleteManyRequest
-	21, // 29: filestorage.v1.FileStorageService.ListKeys:input_type -> filestorage.v1.ListKeysRequest
-	23, // 30: filestorage.v1.FileStorageService.GetStats:input_type -> filestorage.v1.GetStatsRequest
-	26, // 31: filestorage.v1.FileStorageService.GetUsage:input_type -> filestorage.v1.GetUsageRequest
-	28, // 32: filestorage.v1.FileStorageService.Flush:input_type -> filestorage.v1.FlushRequest
-	4,  // 33: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
-	8,  // 34: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
-	10, // 35: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
-	12, // 36: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
-	14, // 37: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
-	16, // 38: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
-	18, // 39: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
-	20, // 40: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
-	22, // 41: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
-	25, // 42: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
-	27, // 43: filestorage.v1.FileStorageService.GetUsage:output_type -> filestorage.v1.GetUsageResponse
-	29, // 44: filestorage.v1.FileStorageService.Flush:output_type -> filestorage.v1.FlushResponse
-	33, // [33:45] is the sub-list for method output_type
-	21, // [21:33] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	2,  // 21: filestorage.v1.QueryUploadResponse.object:type_name -> filestorage.v1.ObjectInfo
+	33, // 22: filestorage.v1.QueryUploadResponse.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 23: filestorage.v1.FileStorageService.Store:input_type -> filestorage.v1.StoreRequest
+	5,  // 24: filestorage.v1.FileStorageService.StoreStream:input_type -> filestorage.v1.StoreStreamRequest
+	9,  // 25: filestorage.v1.FileStorageService.Retrieve:input_type -> filestorage.v1.RetrieveRequest
+	11, // 26: filestorage.v1.FileStorageService.RetrieveStream:input_type -> filestorage.v1.RetrieveStreamRequest
+	13, // 27: filestorage.v1.FileStorageService.Stat:input_type -> filestorage.v1.StatRequest
+	15, // 28: filestorage.v1.FileStorageService.Exists:input_type -> filestorage.v1.ExistsRequest
+	17, // 29: filestorage.v1.FileStorageService.Delete:input_type -> filestorage.v1.DeleteRequest
+	19, // 30: filestorage.v1.FileStorageService.DeleteMany:input_type -> filestorage.v1.DeleteManyRequest
+	21, // 31: filestorage.v1.FileStorageService.ListKeys:input_type -> filestorage.v1.ListKeysRequest
+	23, // 32: filestorage.v1.FileStorageService.GetStats:input_type -> filestorage.v1.GetStatsRequest
+	26, // 33: filestorage.v1.FileStorageService.GetUsage:input_type -> filestorage.v1.GetUsageRequest
+	28, // 34: filestorage.v1.FileStorageService.Flush:input_type -> filestorage.v1.FlushRequest
+	30, // 35: filestorage.v1.FileStorageService.QueryUpload:input_type -> filestorage.v1.QueryUploadRequest
+	4,  // 36: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
+	8,  // 37: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
+	10, // 38: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
+	12, // 39: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
+	14, // 40: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
+	16, // 41: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
+	18, // 42: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
+	20, // 43: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
+	22, // 44: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
+	25, // 45: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
+	27, // 46: filestorage.v1.FileStorageService.GetUsage:output_type -> filestorage.v1.GetUsageResponse
+	29, // 47: filestorage.v1.FileStorageService.Flush:output_type -> filestorage.v1.FlushResponse
+	31, // 48: filestorage.v1.FileStorageService.QueryUpload:output_type -> filestorage.v1.QueryUploadResponse
+	36, // [36:49] is the sub-list for method output_type
+	23, // [23:36] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_filestorage_v1_file_storage_proto_init() }
@@ -2379,7 +2536,7 @@ func file_filestorage_v1_file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_filestorage_v1_file_storage_proto_rawDesc), len(file_filestorage_v1_file_storage_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	FileStorageService_GetStats_FullMethodName       = "/filestorage.v1.FileStorageService/GetStats"
 	FileStorageService_GetUsage_FullMethodName       = "/filestorage.v1.FileStorageService/GetUsage"
 	FileStorageService_Flush_FullMethodName          = "/filestorage.v1.FileStorageService/Flush"
+	FileStorageService_QueryUpload_FullMethodName    = "/filestorage.v1.FileStorageService/QueryUpload"
 )
 
 // FileStorageServiceClient is the client API for FileStorageService service.
@@ -75,6 +76,10 @@ type FileStorageServiceClient interface {
 	// writes still pending, FAILED_PRECONDITION when the daemon has no GCS tier.
 	// Needs the admin right.
 	Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FlushResponse], error)
+	// QueryUpload reports how much of a resumable upload (a StoreStream with an
+	// upload_id) the daemon holds durably, and its object once complete.
+	// NOT_FOUND for an unknown or expired upload id.
+	QueryUpload(ctx context.Context, in *QueryUploadRequest, opts ...grpc.CallOption) (*QueryUploadResponse, error)
 }
 
 type fileStorageServiceClient struct {
@@ -226,6 +231,16 @@ func (c *fileStorageServiceClient) Flush(ctx context.Context, in *FlushRequest, 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FileStorageService_FlushClient = grpc.ServerStreamingClient[FlushResponse]
 
+func (c *fileStorageServiceClient) QueryUpload(ctx context.Context, in *QueryUploadRequest, opts ...grpc.CallOption) (*QueryUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryUploadResponse)
+	err := c.cc.Invoke(ctx, FileStorageService_QueryUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FileStorageServiceServer is the server API for FileStorageService service.
 // All implementations must embed UnimplementedFileStorageServiceServer
 // for forward compatibility.
@@ -268,6 +283,10 @@ type FileStorageServiceServer interface {
 	// writes still pending, FAILED_PRECONDITION when the daemon has no GCS tier.
 	// Needs the admin right.
 	Flush(*FlushRequest, grpc.ServerStreamingServer[FlushResponse]) error
+	// QueryUpload reports how much of a resumable upload (a StoreStream with an
+	// upload_id) the daemon holds durably, and its object once complete.
+	// NOT_FOUND for an unknown or expired upload id.
+	QueryUpload(context.Context, *QueryUploadRequest) (*QueryUploadResponse, error)
 	mustEmbedUnimplementedFileStorageServiceServer()
 }
 
@@ -313,6 +332,9 @@ func (UnimplementedFileStorageServiceServer) GetUsage(context.Context, *GetUsage
 }
 func (UnimplementedFileStorageServiceServer) Flush(*FlushRequest, grpc.ServerStreamingServer[FlushResponse]) error {
 	return status.Error(codes.Unimplemented, "method Flush not implemented")
+}
+func (UnimplementedFileStorageServiceServer) QueryUpload(context.Context, *QueryUploadRequest) (*QueryUploadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method QueryUpload not implemented")
 }
 func (UnimplementedFileStorageServiceServer) mustEmbedUnimplementedFileStorageServiceServer() {}
 func (UnimplementedFileStorageServiceServer) testEmbeddedByValue()                            {}
@@ -526,6 +548,24 @@ func _FileStorageService_Flush_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FileStorageService_FlushServer = grpc.ServerStreamingServer[FlushResponse]
 
+func _FileStorageService_QueryUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileStorageServiceServer).QueryUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileStorageService_QueryUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileStorageServiceServer).QueryUpload(ctx, req.(*QueryUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FileStorageService_ServiceDesc is the grpc.ServiceDesc for FileStorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -568,6 +608,10 @@ var FileStorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetUsage",
 			Handler:    _FileStorageService_GetUsage_Handler,
+		},
+		{
+			MethodName: "QueryUpload",
+			Handler:    _FileStorageService_QueryUpload_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

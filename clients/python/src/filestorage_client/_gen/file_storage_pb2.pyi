@@ -100,7 +100,7 @@ class StoreStreamRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[StoreStreamHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., trailer: _Optional[_Union[StoreStreamTrailer, _Mapping]] = ...) -> None: ...
 
 class StoreStreamHeader(_message.Message):
-    __slots__ = ("key", "kind", "content_type", "metadata", "size", "if_generation_match", "expires_at")
+    __slots__ = ("key", "kind", "content_type", "metadata", "size", "if_generation_match", "expires_at", "upload_id", "write_offset")
     KEY_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,8 @@ class StoreStreamHeader(_message.Message):
     SIZE_FIELD_NUMBER: _ClassVar[int]
     IF_GENERATION_MATCH_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITE_OFFSET_FIELD_NUMBER: _ClassVar[int]
     key: str
     kind: DataKind
     content_type: str
@@ -115,7 +117,9 @@ class StoreStreamHeader(_message.Message):
     size: int
     if_generation_match: int
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, key: _Optional[str] = ..., kind: _Optional[_Union[DataKind, str]] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., size: _Optional[int] = ..., if_generation_match: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    upload_id: str
+    write_offset: int
+    def __init__(self, key: _Optional[str] = ..., kind: _Optional[_Union[DataKind, str]] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., size: _Optional[int] = ..., if_generation_match: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., upload_id: _Optional[str] = ..., write_offset: _Optional[int] = ...) -> None: ...
 
 class StoreStreamTrailer(_message.Message):
     __slots__ = ("crc32c", "size")
@@ -344,3 +348,21 @@ class FlushResponse(_message.Message):
     oldest_pending_age_seconds: float
     done: bool
     def __init__(self, pending: _Optional[int] = ..., replicated: _Optional[int] = ..., failed: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class QueryUploadRequest(_message.Message):
+    __slots__ = ("upload_id",)
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    def __init__(self, upload_id: _Optional[str] = ...) -> None: ...
+
+class QueryUploadResponse(_message.Message):
+    __slots__ = ("committed_size", "complete", "object", "expires_at")
+    COMMITTED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    committed_size: int
+    complete: bool
+    object: ObjectInfo
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, committed_size: _Optional[int] = ..., complete: _Optional[bool] = ..., object: _Optional[_Union[ObjectInfo, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -97,6 +97,11 @@ class FileStorageServiceStub:
                 request_serializer=filestorage_dot_v1_dot_file__storage__pb2.FlushRequest.SerializeToString,
                 response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.FlushResponse.FromString,
                 _registered_method=True)
+        self.QueryUpload = channel.unary_unary(
+                '/filestorage.v1.FileStorageService/QueryUpload',
+                request_serializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadRequest.SerializeToString,
+                response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadResponse.FromString,
+                _registered_method=True)
 
 
 class FileStorageServiceServicer:
@@ -199,6 +204,15 @@ class FileStorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryUpload(self, request, context):
+        """QueryUpload reports how much of a resumable upload (a StoreStream with an
+        upload_id) the daemon holds durably, and its object once complete.
+        NOT_FOUND for an unknown or expired upload id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileStorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +275,11 @@ def add_FileStorageServiceServicer_to_server(servicer, server):
                     servicer.Flush,
                     request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.FlushRequest.FromString,
                     response_serializer=filestorage_dot_v1_dot_file__storage__pb2.FlushResponse.SerializeToString,
+            ),
+            'QueryUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryUpload,
+                    request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadRequest.FromString,
+                    response_serializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -590,6 +609,33 @@ class FileStorageService:
             '/filestorage.v1.FileStorageService/Flush',
             filestorage_dot_v1_dot_file__storage__pb2.FlushRequest.SerializeToString,
             filestorage_dot_v1_dot_file__storage__pb2.FlushResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/filestorage.v1.FileStorageService/QueryUpload',
+            filestorage_dot_v1_dot_file__storage__pb2.QueryUploadRequest.SerializeToString,
+            filestorage_dot_v1_dot_file__storage__pb2.QueryUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,
