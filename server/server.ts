@@ -72,6 +72,15 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     onCacheHit: () => metrics.cacheHit(),
     onCacheMiss: () => metrics.cacheMiss(),
     onCacheRejectedFrame: () => metrics.cacheRejectedFrame(),
+    onDiskCacheHit: () => metrics.diskCacheHit(),
+    onDiskCacheMiss: () => metrics.diskCacheMiss(),
+    onDiskCacheEviction: () => metrics.diskCacheEviction(),
+    onIntegrityProblem: (tier, problem) => metrics.integrityProblem(tier, problem),
+    onRepaired: (tier) => {
+      metrics.repaired(tier);
+      log.warn({ tier }, "a bad stored copy was replaced by a good one from another tier");
+    },
+    onScrubbed: (bytes) => metrics.scrubbed(bytes),
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
     tier: metrics,
     log,
@@ -82,6 +91,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   warnIfNotPrivate(config.localStoragePath, log);
   metrics.setProviders({
     cache: () => stack.status().cache,
+    diskCache: () => stack.status().diskCache,
     replication: () => stack.status().pending,
     gcs: () => {
       const s = stack.status();
@@ -110,6 +120,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       createFileStorageHandlers({
       engine: stack.engine,
       status: () => stack.status(),
+      verify: (opts) => stack.verify(opts),
       auth,
       observer: metrics,
       log,

@@ -9,7 +9,7 @@
  * | write  | Store, StoreStream, QueryUpload        |
  * | delete | Delete, DeleteMany                     |
  * | list   | ListKeys                               |
- * | admin  | GetStats and every admin RPC           |
+ * | admin  | GetStats, Verify and every admin RPC   |
  */
 export const RIGHTS = ["read", "write", "delete", "list", "admin"] as const;
 

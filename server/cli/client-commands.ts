@@ -1,20 +1,23 @@
 /**
  * The `filestorage` commands that talk to a running daemon through the client
- * package: put, get, ls, rm, stat, stats. Output goes to stdout (data, JSON,
- * listings); progress bars and errors go to stderr, bars only on a terminal.
+ * package: put, get, ls, rm, stat, stats, verify. Output goes to stdout
+ * (data, JSON, listings, verify's findings); progress bars and errors go to
+ * stderr, bars only on a terminal.
  *
  * Exit codes: 0 done; 1 any error, printed as one line
  * `filestorage: <CODE_NAME>: <message>`; 2 when the key was not found
- * (get, stat, and rm when any key was missing).
+ * (get, stat, and rm when any key was missing); 3 when verify found a
+ * corrupt copy (repaired or not).
  */
 import * as fs from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { InvalidArgumentError, Option, type Command } from "commander";
-import { Presets, SingleBar } from "cli-progress";
-import { FileStorageClient, FileStorageError, status, type DataKindName, type TlsOptions } from "../../client/src/index.js";
+import { MultiBar, Presets, SingleBar } from "cli-progress";
+import { FileStorageClient, FileStorageError, status, type DataKindName, type TlsOptions, type VerifyFindingEvent, type VerifySummaryEvent } from "../../client/src/index.js";
 
 const EXIT_FAILED = 1;
 const EXIT_NOT_FOUND = 2;
+const EXIT_CORRUPT = 3;
 const MiB = 1024 * 1024;
 
 interface GlobalOptions {
@@ -177,6 +180,78 @@ export function registerClientCommands(program: Command): void {
         printJson(await client.getStats());
       }),
     );
+
+  program
+    .command("verify")
+    .description("re-read the daemon's stored copies under PREFIX and check their size and CRC32C (admin right); one line per bad or orphaned copy")
+    .argument("[prefix]", "key prefix", "")
+    .option("--gcs", "also download and check every GCS object under PREFIX")
+    .option("--repair", "repair what a good copy elsewhere allows, and remove orphans")
+    .action((prefix: string, opts: { gcs?: boolean; repair?: boolean }, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const bar = verifyBar();
+        let summary: VerifySummaryEvent | undefined;
+        try {
+          for await (const event of client.verify({ prefix, includeGcs: opts.gcs, repair: opts.repair })) {
+            if (event.type === "progress") bar.update?.(event.checkedBytes, event.totalBytes, event.tier);
+            else if (event.type === "finding") await bar.print(findingLine(event));
+            else summary = event;
+          }
+        } finally {
+          bar.stop();
+        }
+        if (summary === undefined) throw new FileStorageError(status.UNKNOWN, "the daemon ended Verify without a summary");
+        await write(summaryLine(summary));
+        return summary.corrupt > 0 ? EXIT_CORRUPT : 0;
+      }),
+    );
+}
+
+/** `corrupt disk-cache "models/a.bin" generation 17: block 3 of 8 fails its CRC32C (repaired: re-fetched from GCS)` */
+function findingLine(f: VerifyFindingEvent): string {
+  const what = f.key === "" ? `${f.problem} ${f.tier}` : `${f.problem} ${f.tier} ${JSON.stringify(f.key)} generation ${f.generation}`;
+  const outcome = f.repaired ? ` (repaired: ${f.repair})` : f.repair ? ` (${f.repair})` : "";
+  return `${what}: ${f.detail}${outcome}\n`;
+}
+
+function summaryLine(s: VerifySummaryEvent): string {
+  return (
+    `checked ${s.checkedCopies} copies (${(s.checkedBytes / MiB).toFixed(1)} MiB) in ${s.seconds.toFixed(1)} s: ` +
+    `${s.corrupt} corrupt, ${s.orphans} orphaned, ${s.unchecked} unchecked, ${s.repaired} repaired\n`
+  );
+}
+
+/**
+ * Verify's progress bar on stderr when it is a terminal, and where findings
+ * go meanwhile: stdout, or above the bar when both are the same terminal.
+ */
+function verifyBar(): { update?: (done: number, total: number, tier: string) => void; print(line: string): Promise<void>; stop(): void } {
+  if (!process.stderr.isTTY) return { print: write, stop: () => undefined };
+  const bars = new MultiBar(
+    { stream: process.stderr, format: "verify {tier} [{bar}] {percentage}% | {doneMiB}/{totalMiB} MiB", hideCursor: true, clearOnComplete: false },
+    Presets.shades_classic,
+  );
+  const mib = (n: number): string => (n / MiB).toFixed(1);
+  let bar: SingleBar | undefined;
+  return {
+    update(done, total, tier) {
+      const payload = { doneMiB: mib(done), totalMiB: mib(total), tier };
+      if (bar === undefined) bar = bars.create(total, done, payload);
+      else {
+        bar.setTotal(total);
+        bar.update(done, payload);
+      }
+    },
+    async print(line) {
+      if (process.stdout.isTTY) bars.log(line);
+      else await write(line);
+    },
+    stop() {
+      // Lines logged since the last redraw are written by a redraw only, not by stop().
+      bars.update();
+      bars.stop();
+    },
+  };
 }
 
 interface PutOptions {

@@ -76,6 +76,14 @@ const cases: Record<string, Case> = {
   DeleteMany: { right: "delete", run: (c, n) => c.deleteMany({ keys: [`t/absent-${n}`], prefix: `t/none-${n}/` }) },
   ListKeys: { right: "list", run: async (c) => expect((await c.listKeys({ prefix: "t/" })).keys).toContain("t/obj") },
   GetStats: { right: "admin", run: async (c) => expect((await c.getStats()).initialized).toBe(true) },
+  Verify: {
+    right: "admin",
+    run: async (c) => {
+      let summary;
+      for await (const event of c.verify({ prefix: "t/" })) if (event.type === "summary") summary = event;
+      expect(summary).toMatchObject({ corrupt: 0 });
+    },
+  },
 };
 
 describe("rights", () => {

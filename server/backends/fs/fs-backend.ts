@@ -16,19 +16,21 @@
  * outbox entry); the old blob is unlinked after the commit. A crash at any
  * point leaves the old version and at most an orphan file the next sweep removes.
  */
+import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { crc32c } from "@node-rs/crc32";
-import type { Backend, Outbox } from "../backend.js";
+import Database from "better-sqlite3";
+import type { Backend, ObjectRecord, Outbox } from "../backend.js";
 import { checkRange } from "../backend.js";
 import { bindSignal, throwIfAborted } from "../../signals.js";
 import { Code, StorageError, dataLoss, unavailable } from "../../storage-error.js";
-import { openBlobFiles, takeSmall } from "./blob-files.js";
+import { READ_HIGH_WATER_MARK, openBlobFiles, takeSmall } from "./blob-files.js";
 import { mib, translate } from "./fs-errors.js";
 import { lockFolder, type FolderLock } from "./folder-lock.js";
 import { createInFlight } from "./in-flight.js";
 import { checkPrecondition, openIndex, toRecord, type FsFaults, type IndexDb } from "./index-db.js";
-import { listPage } from "./listing.js";
+import { listPage, successor } from "./listing.js";
 import { makePrivateFolder } from "./private-files.js";
 
 export type { FsFaults } from "./index-db.js";
@@ -68,7 +70,35 @@ export type FsBackend = Backend & {
    * a second call rejects.
    */
   sweepLeftovers(): Promise<{ tmpFiles: number; blobs: number }>;
+  /** The storage folder, absolute (a layer keeping files beside the tier's, such as the disk cache, uses a subfolder of it). */
+  readonly root: string;
+  /**
+   * A second connection to the index database, for a layer that keeps a
+   * table of its own in it (index-schema.ts SCHEMA creates it): WAL,
+   * synchronous=NORMAL (its commits are not fsynced: a crash may lose the
+   * last ones, never corrupt the database), the same busy timeout. The
+   * caller closes it before this backend closes.
+   */
+  openIndexConnection(): Database.Database;
+  /**
+   * The stored bytes of `key` as they are, unchecked, with the size and
+   * CRC32C its row records, for a checker that verifies them itself (Verify,
+   * the scrubber); `missing` when the row names a blob file that is gone;
+   * undefined when there is no row.
+   */
+  readStored(key: string): Promise<StoredCopy | undefined>;
+  /** Ids of blob files no row names, last written more than `graceMs` ago (see BlobFiles.unreferenced). */
+  orphanBlobs(graceMs: number): Promise<string[]>;
+  /** Removes the blob file `id` unless a row names it now; true when it removed one. */
+  removeOrphanBlob(id: string): Promise<boolean>;
+  /** How many objects are stored under `prefix` and their stored bytes (expired ones included). */
+  count(prefix: string): { objects: number; storedBytes: number };
 };
+
+/** A local copy as stored (FsBackend.readStored). */
+export type StoredCopy =
+  | { record: ObjectRecord; expected: { size: number; crc32c: number }; body: Readable; missing?: undefined }
+  | { record: ObjectRecord; expected: { size: number; crc32c: number }; body?: undefined; missing: true };
 
 /**
  * Objects up to this size live inline in the SQLite index: one WAL commit
@@ -223,6 +253,46 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     },
 
     sweepLeftovers: () => blobs.sweepLeftovers((id) => index.blobReferenced(id)),
+    root,
+    openIndexConnection() {
+      const db = new Database(path.join(root, "index.sqlite"), { fileMustExist: true });
+      db.defaultSafeIntegers(true);
+      db.pragma("journal_mode = WAL");
+      db.pragma("synchronous = NORMAL");
+      db.pragma("busy_timeout = 5000");
+      return db;
+    },
+    async readStored(key) {
+      for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+        const row = index.indexed("reading", () => index.readRow(key));
+        if (row === undefined) return undefined;
+        const record = toRecord(row);
+        const expected = { size: Number(row.stored_size), crc32c: Number(row.stored_crc32c) };
+        if (row.blob === null) {
+          const data = index.inlineData(key, row.generation);
+          if (data === undefined) continue;
+          return { record, expected, body: Readable.from([data]) };
+        }
+        let handle: fsp.FileHandle;
+        try {
+          handle = await fsp.open(blobs.blobPath(row.blob), "r");
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw translate(err, "reading");
+          // Replaced meanwhile, or really gone: the row says which.
+          if (index.indexed("reading", () => index.readRow(key))?.blob === row.blob) return { record, expected, missing: true };
+          continue;
+        }
+        return { record, expected, body: handle.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK }) };
+      }
+      throw new StorageError(Code.Aborted, "the object kept changing while it was being read; try again");
+    },
+    orphanBlobs: (graceMs) => blobs.unreferenced((id) => index.blobReferenced(id), graceMs),
+    count: (prefix) => index.count(prefix, prefix === "" ? undefined : successor(prefix)),
+    async removeOrphanBlob(id) {
+      if (index.blobReferenced(id)) return false;
+      await blobs.dropBlob(id);
+      return true;
+    },
     expired: (now, limit) => index.expired(now, limit),
     identity: (name, create) => index.identity(name, create),
   };

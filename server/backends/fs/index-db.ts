@@ -49,6 +49,8 @@ export interface IndexDb {
   blobReferenced(id: string): boolean;
   /** Up to `limit` keys expired at `now`, soonest first. */
   expired(now: number, limit: number): string[];
+  /** Objects with keys from `from` (inclusive) to `upper` (exclusive; undefined = no bound) and their stored bytes. */
+  count(from: string, upper: string | undefined): { objects: number; storedBytes: number };
   probe(): void;
   /** Commits what waits for the next group commit, then closes the database. */
   close(): void;
@@ -106,6 +108,8 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
     outboxRemoveKey: db.prepare(`DELETE FROM outbox WHERE key = ?`),
     outboxStats: db.prepare(`SELECT count(*) AS count, min(created_at) AS oldest FROM outbox`),
     expired: db.prepare(`SELECT key FROM objects WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`).pluck(),
+    countFrom: db.prepare(`SELECT count(*) AS n, coalesce(sum(stored_size), 0) AS bytes FROM objects WHERE key >= ?`),
+    countRange: db.prepare(`SELECT count(*) AS n, coalesce(sum(stored_size), 0) AS bytes FROM objects WHERE key >= ? AND key < ?`),
     identity: db.prepare(`SELECT value FROM identities WHERE name = ?`).pluck(),
     createIdentity: db.prepare(`INSERT OR IGNORE INTO identities (name, value) VALUES (?, ?)`),
   };
@@ -300,6 +304,10 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
     blobReferenced: (id: string) => indexed("sweeping", () => sql.blobReferenced.get(id)) !== undefined,
     /** Up to `limit` keys expired at `now`, soonest first. */
     expired: (now: number, limit: number) => indexed("listing expired objects", () => sql.expired.all(now, limit) as string[]),
+    count(from: string, upper: string | undefined) {
+      const row = indexed("counting", () => (upper === undefined ? sql.countFrom.get(from) : sql.countRange.get(from, upper))) as { n: bigint; bytes: bigint };
+      return { objects: Number(row.n), storedBytes: Number(row.bytes) };
+    },
     probe: () => void indexed("probing", () => db.prepare("SELECT 1").get()),
     /** Commits what waits for the next group commit, then closes the database. */
     close() {

@@ -29,6 +29,7 @@ const (
 	FileStorageService_DeleteMany_FullMethodName     = "/filestorage.v1.FileStorageService/DeleteMany"
 	FileStorageService_ListKeys_FullMethodName       = "/filestorage.v1.FileStorageService/ListKeys"
 	FileStorageService_GetStats_FullMethodName       = "/filestorage.v1.FileStorageService/GetStats"
+	FileStorageService_Verify_FullMethodName         = "/filestorage.v1.FileStorageService/Verify"
 )
 
 // FileStorageServiceClient is the client API for FileStorageService service.
@@ -62,6 +63,12 @@ type FileStorageServiceClient interface {
 	ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error)
 	// GetStats reports the daemon's state and counters.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// Verify re-reads stored copies (the local tier, the disk cache of GCS
+	// objects and, when asked, GCS itself) and checks their size and CRC32C,
+	// streaming progress and one message per corrupt or orphaned copy, then a
+	// summary. With `repair`, what a good copy elsewhere allows is repaired.
+	// Needs the admin right.
+	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[VerifyResponse], error)
 }
 
 type fileStorageServiceClient struct {
@@ -184,6 +191,25 @@ func (c *fileStorageServiceClient) GetStats(ctx context.Context, in *GetStatsReq
 	return out, nil
 }
 
+func (c *fileStorageServiceClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[VerifyResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &FileStorageService_ServiceDesc.Streams[2], FileStorageService_Verify_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[VerifyRequest, VerifyResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FileStorageService_VerifyClient = grpc.ServerStreamingClient[VerifyResponse]
+
 // FileStorageServiceServer is the server API for FileStorageService service.
 // All implementations must embed UnimplementedFileStorageServiceServer
 // for forward compatibility.
@@ -215,6 +241,12 @@ type FileStorageServiceServer interface {
 	ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error)
 	// GetStats reports the daemon's state and counters.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// Verify re-reads stored copies (the local tier, the disk cache of GCS
+	// objects and, when asked, GCS itself) and checks their size and CRC32C,
+	// streaming progress and one message per corrupt or orphaned copy, then a
+	// summary. With `repair`, what a good copy elsewhere allows is repaired.
+	// Needs the admin right.
+	Verify(*VerifyRequest, grpc.ServerStreamingServer[VerifyResponse]) error
 	mustEmbedUnimplementedFileStorageServiceServer()
 }
 
@@ -254,6 +286,9 @@ func (UnimplementedFileStorageServiceServer) ListKeys(context.Context, *ListKeys
 }
 func (UnimplementedFileStorageServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedFileStorageServiceServer) Verify(*VerifyRequest, grpc.ServerStreamingServer[VerifyResponse]) error {
+	return status.Error(codes.Unimplemented, "method Verify not implemented")
 }
 func (UnimplementedFileStorageServiceServer) mustEmbedUnimplementedFileStorageServiceServer() {}
 func (UnimplementedFileStorageServiceServer) testEmbeddedByValue()                            {}
@@ -438,6 +473,17 @@ func _FileStorageService_GetStats_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileStorageService_Verify_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(VerifyRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(FileStorageServiceServer).Verify(m, &grpc.GenericServerStream[VerifyRequest, VerifyResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FileStorageService_VerifyServer = grpc.ServerStreamingServer[VerifyResponse]
+
 // FileStorageService_ServiceDesc is the grpc.ServiceDesc for FileStorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -487,6 +533,11 @@ var FileStorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "RetrieveStream",
 			Handler:       _FileStorageService_RetrieveStream_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Verify",
+			Handler:       _FileStorageService_Verify_Handler,
 			ServerStreams: true,
 		},
 	},
