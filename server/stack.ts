@@ -6,16 +6,18 @@
  *   engine (keys, limits, quotas, expiry, page tokens)
  *     -> memcache?                          in-memory LRU, original bytes, this process only (no CACHE_URL)
  *     -> chain(primary, fallback, cached)   with GCS_BUCKET_NAME; without it the local branch alone
- *          primary:  codec -> diskcache? -> rediscache? -> metrics -> GCS
+ *          primary:  codec -> rediscache? -> diskcache? -> metrics -> GCS
  *          fallback: codec -> metrics -> local (SQLite index + blobs + outbox)
  *          cached:   codec -> diskcache's offline view (read while GCS is unavailable)
- *   replicator: outbox -> (rediscache? ->) GCS, raw stored bytes, behind the breaker
+ *   replicator: outbox -> (rediscache? -> diskcache? ->) GCS, raw stored bytes, behind the breaker
  *   sweeper:    the local index every EXPIRY_SWEEP_SECONDS, the bucket every GCS_SWEEP_SECONDS
  *   verify / scrubber: the local tier and the disk cache (and GCS on request), repairs between them
  *
  * The disk cache (DISK_CACHE_MAX_MB > 0, GCS only) holds stored bytes, so it
- * sits under the codec; above the shared cache, so its generation checks
- * may be answered by Redis's invalidated entries.
+ * sits under the codec; under the shared cache, so Redis still answers the
+ * small objects it holds without a GCS request and the disk cache serves
+ * what Redis misses (and every large object) after one metadata request.
+ * The replicator writes through both, so their copies of a key it changes go.
  *
  * Why this order: the codec sits under the chain, once per tier, so a unary
  * write can be replayed on the fallback and the replicator copies stored
@@ -234,14 +236,8 @@ async function assemble(
     }
     const measuredGcs: Backend = measured("gcs", raw);
     let primary: Backend = measuredGcs;
-    if (cacheUrl) {
-      // Read now only if GCS answered just now: no start-up wait on a dead GCS.
-      const key = await tierCacheKey(raw, { tryNow: gcsBreaker.state === "closed", retryMs: CACHE_KEY_RETRY_MS, log: events.log });
-      primary = await sharedCache(primary, cacheNamespace(storeIdentity), key);
-      closers.push(() => cache!.close());
-    }
     if (config.diskCacheMaxMb > 0) {
-      const opened = (diskCache = await createDiskCacheBackend(primary, {
+      const opened = (diskCache = await createDiskCacheBackend(measuredGcs, {
         local,
         maxBytes: config.diskCacheMaxMb * MiB,
         minFreeBytes: config.diskCacheMinFreeMb * MiB,
@@ -255,6 +251,13 @@ async function assemble(
         },
       }));
       closers.push(() => opened.store.close());
+      primary = opened;
+    }
+    if (cacheUrl) {
+      // Read now only if GCS answered just now: no start-up wait on a dead GCS.
+      const key = await tierCacheKey(raw, { tryNow: gcsBreaker.state === "closed", retryMs: CACHE_KEY_RETRY_MS, log: events.log });
+      primary = await sharedCache(primary, cacheNamespace(storeIdentity), key);
+      closers.push(() => cache!.close());
     }
     outbox = local.outbox;
     const fixes = (repairs = createRepairs({
@@ -268,7 +271,7 @@ async function assemble(
     }));
     verifyGcs = { raw: measuredGcs, available: () => gcsBreaker.state === "closed" };
     top = createChainBackend({
-      primary: codec(diskCache ?? primary),
+      primary: codec(primary),
       fallback: codec(measured("local", local)) as Backend & { outbox: Outbox },
       breaker: gcsBreaker,
       fallbackEnabled: config.enableLocalFallback,
