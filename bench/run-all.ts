@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { machineLine, mallocEnv } from "./support/bench-settings.js";
 import { secondsSince } from "./support/bench-report.js";
 
-const BENCHES = ["stream", "small-writes", "gcs", "codec", "json-check"] as const;
+const BENCHES = ["stream", "small-writes", "gcs", "disk-cache", "codec", "json-check"] as const;
 /** Run only when named: long-running checks rather than measurements to compare. */
 const ON_REQUEST = ["soak"] as const;
 

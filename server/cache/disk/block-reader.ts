@@ -5,6 +5,7 @@
  * caller: take the rest of the bytes from elsewhere (GCS, pinned to the
  * copy's generation) or fail DATA_LOSS. Never wrong bytes.
  */
+import * as fs from "node:fs";
 import { Readable } from "node:stream";
 import { crc32c } from "@node-rs/crc32";
 import { dataLoss } from "../../storage-error.js";
@@ -30,6 +31,16 @@ export interface BlockSource {
   read(buf: Buffer, length: number, position: number): Promise<number>;
   /** Called exactly once, when the reader is done with the source (ended, failed or destroyed). */
   release(): void;
+}
+
+/**
+ * Reads `length` bytes at `position` of the open file `fd` into `buf`;
+ * resolves with the bytes read. The callback API: fs/promises' FileHandle.read
+ * measured ~2x the daemon CPU per GiB on 1 GiB downloads (more promise work
+ * per read, and many more full garbage collections).
+ */
+export function readAt(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 /** A fill given up for reasons of the cache (space, its own disk), not of GCS: the bytes are still GCS's to give. */

@@ -19,7 +19,7 @@ import { openBlobFiles, type BlobFiles } from "../../backends/fs/blob-files.js";
 import type { FsBackend } from "../../backends/fs/fs-backend.js";
 import { crc32c } from "@node-rs/crc32";
 import { BLOCK_BYTES, blockCount, crcAt, type WrittenBlocks } from "./block-crcs.js";
-import { FillAbandoned, readBlocks, type BlockReadOptions } from "./block-reader.js";
+import { FillAbandoned, readAt, readBlocks, type BlockReadOptions } from "./block-reader.js";
 import { openEntryIndex, type CacheEntry, type EntryIndex } from "./entry-index.js";
 import { Fill, type FillOptions } from "./fill.js";
 import { loadEntries } from "./load.js";
@@ -219,7 +219,7 @@ export async function openDiskStore(opts: DiskStoreOptions): Promise<DiskStore> 
           blockBytes: entry.blockBytes,
           ready: () => undefined,
           crcOf: (i) => crcAt(entry.blockCrcs, i),
-          read: async (buf, length, position) => (await handle.read(buf, 0, length, position)).bytesRead,
+          read: (buf, length, position) => readAt(handle.fd, buf, length, position),
           release: () => void handle.close().catch(() => undefined),
         },
         { ...range, onBad },
@@ -250,7 +250,7 @@ export async function openDiskStore(opts: DiskStoreOptions): Promise<DiskStore> 
         let read = 0;
         for (let i = 0; i < count; i++) {
           const length = Math.min(entry.blockBytes, entry.storedSize - i * entry.blockBytes);
-          const { bytesRead } = await handle.read(buf, 0, length, i * entry.blockBytes);
+          const bytesRead = await readAt(handle.fd, buf, length, i * entry.blockBytes);
           read += bytesRead;
           const block = buf.subarray(0, bytesRead);
           if (bytesRead !== length) return { ok: false, bytes: read, problem: "corrupt", detail: `block ${i + 1} of ${count} is short (${bytesRead} of ${length} bytes)` };

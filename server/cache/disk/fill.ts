@@ -21,7 +21,7 @@ import type { ObjectRecord } from "../../backends/backend.js";
 import { bindSignal } from "../../signals.js";
 import { dataLoss } from "../../storage-error.js";
 import { BlockWriter, blockCount, type WrittenBlocks } from "./block-crcs.js";
-import { FillAbandoned, readBlocks, type BlockReadOptions, type BlockSource } from "./block-reader.js";
+import { FillAbandoned, readAt, readBlocks, type BlockReadOptions, type BlockSource } from "./block-reader.js";
 import type { Reservation } from "./lru.js";
 
 /** A fill checks the free space again after each this many bytes. */
@@ -121,7 +121,7 @@ export class Fill {
       blockBytes: this.host.blockBytes,
       ready: (index) => this.ready(index),
       crcOf: (index) => this.writer.crcOf(index),
-      read: async (buf, length, position) => (await this.handle.read(buf, 0, length, position)).bytesRead,
+      read: (buf, length, position) => readAt(this.handle.fd, buf, length, position),
       release: () => this.detach(),
     };
     return bindSignal(readBlocks(source, { ...range, onBad }), signal);
