@@ -84,6 +84,15 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     onCacheHit: () => metrics.cacheHit(),
     onCacheMiss: () => metrics.cacheMiss(),
     onCacheRejectedFrame: () => metrics.cacheRejectedFrame(),
+    onDiskCacheHit: () => metrics.diskCacheHit(),
+    onDiskCacheMiss: () => metrics.diskCacheMiss(),
+    onDiskCacheEviction: () => metrics.diskCacheEviction(),
+    onIntegrityProblem: (tier, problem) => metrics.integrityProblem(tier, problem),
+    onRepaired: (tier) => {
+      metrics.repaired(tier);
+      log.warn({ tier }, "a bad stored copy was replaced by a good one from another tier");
+    },
+    onScrubbed: (bytes) => metrics.scrubbed(bytes),
     onBreakerState: (state) => log.warn({ state }, "GCS circuit breaker changed state"),
     tier: metrics,
     tracer: tracing?.tracer,
@@ -97,6 +106,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   metrics.watchLocalTier(() => stack.parts.local.holdings());
   metrics.setProviders({
     cache: () => stack.status().cache,
+    diskCache: () => stack.status().diskCache,
     replication: () => stack.status().pending,
     gcs: () => {
       const s = stack.status();
@@ -131,6 +141,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       engine: stack.engine,
       uploads: stack.uploads,
       status: () => stack.status(),
+      verify: (opts) => stack.verify(opts),
       auth,
       observer: metrics,
       log,

@@ -5,13 +5,21 @@
  *
  *   engine (keys, limits, quotas, expiry, page tokens)
  *     -> memcache?                          in-memory LRU, original bytes, this process only (no CACHE_URL)
- *     -> chain(primary, fallback)           with GCS_BUCKET_NAME; without it the local branch alone
- *          primary:  codec -> rediscache? -> metrics -> GCS
+ *     -> chain(primary, fallback, cached)   with GCS_BUCKET_NAME; without it the local branch alone
+ *          primary:  codec -> rediscache? -> diskcache? -> metrics -> GCS
  *          fallback: codec -> metrics -> local (SQLite index + blobs + outbox)
- *   replicator: outbox -> (rediscache? ->) GCS, raw stored bytes, behind the breaker
+ *          cached:   codec -> diskcache's offline view (read while GCS is unavailable)
+ *   replicator: outbox -> (rediscache? -> diskcache? ->) GCS, raw stored bytes, behind the breaker
  *   sweeper:    the local index every EXPIRY_SWEEP_SECONDS (expired objects, abandoned uploads), the bucket every GCS_SWEEP_SECONDS
+ *   verify / scrubber: the local tier and the disk cache (and GCS on request), repairs between them
  *   uploads:    resumable upload sessions, kept by the local tier whatever the primary; a completed
  *               one is written through the engine (so: quotas, codec, chain, outbox) from its file
+ *
+ * The disk cache (DISK_CACHE_MAX_MB > 0, GCS only) holds stored bytes, so it
+ * sits under the codec; under the shared cache, so Redis still answers the
+ * small objects it holds without a GCS request and the disk cache serves
+ * what Redis misses (and every large object) after one metadata request.
+ * The replicator writes through both, so their copies of a key it changes go.
  *
  * Why this order: the codec sits under the chain, once per tier, so a unary
  * write can be replayed on the fallback and the replicator copies stored
@@ -26,6 +34,7 @@ import type { Backend, Outbox } from "./backends/backend.js";
 import { createFsBackend, type FsBackend, type FsFaults } from "./backends/fs/fs-backend.js";
 import type { GcsBackend } from "./backends/gcs/gcs-backend.js";
 import { createCacheBackend, type CacheBackend, type CacheOptions } from "./cache/cache-backend.js";
+import { createDiskCacheBackend, type DiskCacheBackend, type DiskCacheStats } from "./cache/disk/disk-cache-backend.js";
 import { localCacheKey, tierCacheKey, type CacheKey } from "./cache/cache-key.js";
 import { cacheNamespace } from "./cache/cache-namespace.js";
 import { createCodecBackend, createKeyring, type Keyring } from "./codec/codec-backend.js";
@@ -36,7 +45,10 @@ import { createEngine, type Engine } from "./engine/engine.js";
 import { startExpirySweeper, type ExpirySweeper } from "./engine/expiry.js";
 import { flushBacklog, type FlushOptions, type FlushProgress } from "./engine/flush.js";
 import { countUsage, createQuotas, type Quotas } from "./engine/quota.js";
+import { createRepairs, type IntegrityTier, type Repairs } from "./engine/repair.js";
 import { startReplicator, type Outcome, type Replicator } from "./engine/replicator.js";
+import { startScrubber } from "./engine/scrubber.js";
+import { verifyCopies, type IntegrityProblem, type VerifyEvent, type VerifyOptions, type VerifySources, type VerifySummary } from "./engine/verify.js";
 import { createSharedQuotas } from "./engine/shared-quotas.js";
 import { createMetricsBackend, type TierObserver } from "./metrics/metrics-backend.js";
 import type { Tracer } from "@opentelemetry/api";
@@ -45,6 +57,9 @@ import { Code, StorageError, failedPrecondition } from "./storage-error.js";
 
 /** While the store's shared-cache key is unknown, a lookup tries to load it at most this often. */
 const CACHE_KEY_RETRY_MS = 2000;
+/** Files no record names are judged orphans only once they are this old (a put publishes its file, then commits its row). */
+const ORPHAN_GRACE_MS = 60_000;
+const MiB = 1024 * 1024;
 
 /** What the stack reports as it works (metrics, logs). */
 export interface StackEvents {
@@ -58,6 +73,16 @@ export interface StackEvents {
   onCacheMiss?: () => void;
   /** A shared-cache frame failed authentication (a miss). */
   onCacheRejectedFrame?: () => void;
+  /** The disk cache: a get answered from disk / not; an entry evicted. */
+  onDiskCacheHit?: () => void;
+  onDiskCacheMiss?: () => void;
+  onDiskCacheEviction?: () => void;
+  /** A bad or orphaned copy found (by a read, Verify or the scrubber). */
+  onIntegrityProblem?: (tier: IntegrityTier, problem: IntegrityProblem) => void;
+  /** A bad copy replaced by a good one from another tier. */
+  onRepaired?: (tier: IntegrityTier) => void;
+  /** Bytes the scrubber re-read. */
+  onScrubbed?: (bytes: number) => void;
   /** Each call of a tier (gcs, local) with its outcome and duration. */
   tier?: TierObserver;
   /** ENABLE_TRACING: a span per tier call (gcs, local, cache) and per replicated entry. */
@@ -81,6 +106,7 @@ export interface StackStatus {
   compressionEnabled: boolean;
   encryptionEnabled: boolean;
   cache: { entries: number; bytes: number; hits: number; misses: number };
+  diskCache: DiskCacheStats;
   pending: { count: number; oldestAgeSeconds: number };
 }
 
@@ -104,8 +130,21 @@ export interface Stack {
   flush(opts?: FlushOptions): Promise<FlushProgress>;
   /** Deletes expired objects (and, with GCS, sweeps the bucket); returns how many expired ones. */
   sweepExpired(opts?: { gcs?: boolean }): Promise<number>;
+  /** Re-reads and checks stored copies (engine/verify.ts): progress, findings, then a summary. */
+  verify(opts: VerifyOptions): AsyncIterable<VerifyEvent>;
+  /** Runs one scrubber pass now (repairing what it can); its summary. */
+  scrub(): Promise<VerifySummary | undefined>;
   /** The parts, for admin work and tests. */
-  readonly parts: { local: FsBackend; gcs?: GcsBackend; breaker?: CircuitBreaker; replicator?: Replicator; cache?: CacheBackend; quotas?: Quotas };
+  readonly parts: {
+    local: FsBackend;
+    gcs?: GcsBackend;
+    breaker?: CircuitBreaker;
+    replicator?: Replicator;
+    cache?: CacheBackend;
+    diskCache?: DiskCacheBackend;
+    repairs?: Repairs;
+    quotas?: Quotas;
+  };
   close(): Promise<void>;
 }
 
@@ -172,6 +211,15 @@ async function assemble(
   let breaker: CircuitBreaker | undefined;
   let replicator: Replicator | undefined;
   let outbox: Outbox | undefined;
+  let diskCache: DiskCacheBackend | undefined;
+  let repairs: Repairs | undefined;
+  let verifyGcs: VerifySources["gcs"];
+  /** A repair or a change below the caches replaced what serves `key`: the caches above let go of it. */
+  const forgetAbove = (key: string) => {
+    if (cache && !cacheUrl) void cache.forget(key).catch(() => undefined);
+    if (diskCache) void diskCache.forget(key).catch(() => undefined);
+  };
+  const repaired = (tier: IntegrityTier) => events.onRepaired?.(tier);
 
   if (config.gcsBucketName) {
     // Each failure counted already spent MAX_RETRIES retries; only tier-wide
@@ -204,7 +252,25 @@ async function assemble(
       }
       events.log?.warn({ err }, "GCS is unreachable at start-up: serving from the local tier until it answers");
     }
-    let primary: Backend = measured("gcs", raw);
+    const measuredGcs: Backend = measured("gcs", raw);
+    let primary: Backend = measuredGcs;
+    if (config.diskCacheMaxMb > 0) {
+      const opened = (diskCache = await createDiskCacheBackend(measuredGcs, {
+        local,
+        maxBytes: config.diskCacheMaxMb * MiB,
+        minFreeBytes: config.diskCacheMinFreeMb * MiB,
+        onWrite: config.diskCacheOnWrite,
+        events: {
+          onHit: events.onDiskCacheHit,
+          onMiss: events.onDiskCacheMiss,
+          onEvicted: events.onDiskCacheEviction,
+          onCorrupt: () => events.onIntegrityProblem?.("disk_cache", "corrupt"),
+          onRepaired: () => repaired("disk_cache"),
+        },
+      }));
+      closers.push(() => opened.store.close());
+      primary = opened;
+    }
     if (cacheUrl) {
       // Read now only if GCS answered just now: no start-up wait on a dead GCS.
       const key = await tierCacheKey(raw, { tryNow: gcsBreaker.state === "closed", retryMs: CACHE_KEY_RETRY_MS, log: events.log });
@@ -212,6 +278,16 @@ async function assemble(
       closers.push(() => cache!.close());
     }
     outbox = local.outbox;
+    const fixes = (repairs = createRepairs({
+      local,
+      outbox,
+      gcs: primary,
+      gcsDecoded: codec(measuredGcs),
+      breaker: gcsBreaker,
+      afterChange: forgetAbove,
+      onRepaired: repaired,
+    }));
+    verifyGcs = { raw: measuredGcs, available: () => gcsBreaker.state === "closed" };
     top = createChainBackend({
       primary: codec(primary),
       fallback: codec(measured("local", local)) as Backend & { outbox: Outbox },
@@ -219,6 +295,11 @@ async function assemble(
       fallbackEnabled: config.enableLocalFallback,
       writer,
       onFallback: events.onFallback,
+      cachedCopies: diskCache && codec(diskCache.offline),
+      repairLocalCopy: (key) => {
+        events.onIntegrityProblem?.("local", "corrupt");
+        return fixes.retirePendingCopy(key);
+      },
     });
     replicator = startReplicator({
       primary,
@@ -227,11 +308,13 @@ async function assemble(
       intervalMs: config.replicationIntervalMs,
       tracer: events.tracer,
       onReplicated: (op, outcome, key) => {
-        // The replicator writes below the in-memory cache: drop the key there (the shared cache sees its writes).
-        if (cache && !cacheUrl) void cache.forget(key).catch(() => undefined);
+        // The replicator writes below the caches: drop the key there (the shared cache sees its writes).
+        forgetAbove(key);
         events.onReplicated?.(op, outcome);
       },
       onError: (err, entry) => events.log?.warn({ err, key: entry.key, op: entry.op }, "replication attempt failed"),
+      checkPrimaryCopy: (key, generation) => fixes.gcsCopyIntact(key, generation),
+      onRepaired: () => repaired("gcs"),
     });
     const kick = replicator.kick;
     gcsBreaker.onStateChange = (state) => {
@@ -279,6 +362,22 @@ async function assemble(
     },
     log: events.log,
   });
+  const verifySources: VerifySources = { local, diskCache, gcs: verifyGcs, repairs, orphanGraceMs: ORPHAN_GRACE_MS };
+  /** Every finding is counted, whoever asked for the check. */
+  async function* verify(opts: VerifyOptions): AsyncGenerator<VerifyEvent> {
+    for await (const event of verifyCopies(verifySources, opts)) {
+      if (event.type === "finding") events.onIntegrityProblem?.(event.finding.tier, event.finding.problem);
+      yield event;
+    }
+  }
+  const scrubber = startScrubber({
+    verify,
+    bytesPerSecond: config.scrubBytesPerSecond,
+    intervalMs: config.scrubIntervalSeconds * 1000,
+    onBytes: events.onScrubbed,
+    log: events.log,
+  });
+
   const sweeper: ExpirySweeper = startExpirySweeper({
     local,
     store,
@@ -317,6 +416,7 @@ async function assemble(
         compressionEnabled: config.enableCompression,
         encryptionEnabled: keyring !== undefined,
         cache: cache?.cacheStats() ?? { entries: 0, bytes: 0, hits: 0, misses: 0 },
+        diskCache: diskCache?.cacheStats() ?? { entries: 0, bytes: 0, hits: 0, misses: 0, evictions: 0 },
         pending,
       };
     },
@@ -328,8 +428,11 @@ async function assemble(
       return flushBacklog({ replicator, breaker, backlog }, opts);
     },
     sweepExpired: (opts) => sweeper.sweep(opts),
-    parts: { local, gcs, breaker, replicator, cache, quotas },
+    verify,
+    scrub: () => scrubber.pass(),
+    parts: { local, gcs, breaker, replicator, cache, diskCache, repairs, quotas },
     async close() {
+      await scrubber.stop();
       await sweeper.stop();
       // Attached upload streams stop and checkpoint while the local tier is still open.
       await uploads.close();

@@ -118,6 +118,12 @@ export interface ListKeysOptions {
   delimiter?: string;
   /** Fill `objects` with one ObjectInfo per key. */
   includeInfo?: boolean;
+  /**
+   * While the daemon cannot reach GCS, answer with what its local tier knows
+   * (writes waiting for replication, disk-cache copies) and set `partial`,
+   * instead of failing UNAVAILABLE.
+   */
+  allowPartial?: boolean;
 }
 
 export interface ListKeysPage {
@@ -127,6 +133,8 @@ export interface ListKeysPage {
   nextPageToken?: string;
   /** Parallel to `keys` when includeInfo was set, else empty. */
   objects: ObjectInfo[];
+  /** True when the daemon could not reach GCS and answered from its local tier (allowPartial): keys only GCS holds are missing. */
+  partial: boolean;
 }
 
 /** `value` when it is a safe integer of at least `min`; RangeError naming the option otherwise. */

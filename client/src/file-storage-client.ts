@@ -32,6 +32,7 @@ import {
   StoreStreamHeaderSchema,
   type QueryUploadResponse,
   type StoreStreamHeader,
+  VerifyRequestSchema,
   type StoreStreamRequest,
   type StoreStreamResponse,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
@@ -59,6 +60,7 @@ import { uploadResumably } from "./resumable-upload.js";
 import { sendStoreStream } from "./store-stream-upload.js";
 import { callUnary, type UnaryMethod } from "./unary-call.js";
 import { decodeValue, encodeValue, dataKindOf } from "./value-encoding.js";
+import { verifyEvents, type VerifyEvent } from "./verify-events.js";
 
 export type {
   DownloadOptions,
@@ -219,6 +221,7 @@ export class FileStorageClient {
       pageToken: opts.pageToken ?? "",
       delimiter: opts.delimiter ?? "",
       includeInfo: opts.includeInfo ?? false,
+      allowPartial: opts.allowPartial ?? false,
     });
     const res = await this.unary(this.stub.listKeys, request, true);
     return {
@@ -226,6 +229,7 @@ export class FileStorageClient {
       prefixes: res.prefixes,
       nextPageToken: res.nextPageToken || undefined,
       objects: res.objects.map(toObjectInfo),
+      partial: res.partial,
     };
   }
 
@@ -284,6 +288,19 @@ export class FileStorageClient {
     const request = create(FlushRequestSchema, { timeoutSeconds: opts.timeoutSeconds });
     const callOptions = opts.timeoutSeconds ? { deadline: Date.now() + (opts.timeoutSeconds + 30) * 1000 } : {};
     return readFlush(this.stub.flush(request, this.metadata.clone(), callOptions), opts);
+  }
+
+  /**
+   * Runs the daemon's Verify (admin right): re-reads its stored copies under
+   * `prefix` (the local tier, the disk cache, and GCS with includeGcs) and
+   * checks their size and CRC32C, repairing what it can with `repair`.
+   * Yields progress now and then, one finding per bad or orphaned copy, and
+   * the summary last. No deadline (it can take long); stop iterating or
+   * abort `signal` to cancel it.
+   */
+  verify(opts: { prefix?: string; includeGcs?: boolean; repair?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<VerifyEvent> {
+    const request = create(VerifyRequestSchema, { prefix: opts.prefix ?? "", includeGcs: opts.includeGcs ?? false, repair: opts.repair ?? false });
+    return verifyEvents(this.stub.verify(request, this.metadata.clone(), {}), opts.signal);
   }
 
   /**

@@ -33,6 +33,12 @@ export interface ObjectInfo {
   backend: BackendName;
   /** True while the only copy is on the local fallback tier. */
   pendingReplication: boolean;
+  /**
+   * True when this is the daemon's disk-cache copy of a GCS object, served
+   * while GCS is unavailable (backend is then "local"): it may be older than
+   * GCS's copy if another daemon wrote the key meanwhile.
+   */
+  cachedCopy: boolean;
   createdAt?: Date;
   updatedAt?: Date;
   expiresAt?: Date;
@@ -67,6 +73,11 @@ export interface StorageStats {
   uptimeSeconds: number;
   version: string;
   operations: OperationCount[];
+  /** The disk cache of GCS objects: copies held, their stored bytes, reads answered / not answered from it. */
+  diskCacheEntries: number;
+  diskCacheBytes: number;
+  diskCacheHits: number;
+  diskCacheMisses: number;
 }
 
 /** What GetUsage counted under a prefix. */
@@ -95,6 +106,7 @@ export function toObjectInfo(msg: ObjectInfoMessage): ObjectInfo {
     encrypted: msg.encrypted,
     backend: msg.backend === Backend.GCS ? "gcs" : msg.backend === Backend.LOCAL ? "local" : "unspecified",
     pendingReplication: msg.pendingReplication,
+    cachedCopy: msg.cachedCopy,
     createdAt: dateOf(msg.createdAt),
     updatedAt: dateOf(msg.updatedAt),
     expiresAt: dateOf(msg.expiresAt),
@@ -128,6 +140,10 @@ export function toStorageStats(msg: GetStatsResponse): StorageStats {
       successful: Number(op.successful),
       failed: Number(op.failed),
     })),
+    diskCacheEntries: Number(msg.diskCacheEntries),
+    diskCacheBytes: Number(msg.diskCacheBytes),
+    diskCacheHits: Number(msg.diskCacheHits),
+    diskCacheMisses: Number(msg.diskCacheMisses),
   };
 }
 

@@ -5,11 +5,11 @@
  *
  * | right  | RPCs                                   |
  * |--------|----------------------------------------|
- * | read   | Retrieve, RetrieveStream, Stat, Exists |
- * | write  | Store, StoreStream, QueryUpload        |
- * | delete | Delete, DeleteMany                     |
- * | list   | ListKeys                               |
- * | admin  | GetStats, Flush, every admin RPC       |
+ * | read   | Retrieve, RetrieveStream, Stat, Exists   |
+ * | write  | Store, StoreStream, QueryUpload          |
+ * | delete | Delete, DeleteMany                       |
+ * | list   | ListKeys                                 |
+ * | admin  | GetStats, Flush, Verify, every admin RPC |
  */
 export const RIGHTS = ["read", "write", "delete", "list", "admin"] as const;
 

@@ -88,6 +88,12 @@ export interface ObjectRecord {
   origin: WriteOrigin;
   /** Only on records asked for with `tombstones: true`: the key was deleted by the write `origin`. */
   deleted?: true;
+  /**
+   * A disk-cache copy of a primary (GCS) object, served while the primary is
+   * unavailable: `tier` is then "local", and the copy may be older than the
+   * primary's if another daemon wrote the key meanwhile.
+   */
+  cachedCopy?: true;
 }
 
 export interface HeadOptions {
@@ -112,6 +118,14 @@ export interface GetOptions {
   range?: { offset: number; length?: number };
   ifGenerationMatch?: bigint;
   signal?: AbortSignal;
+  /**
+   * The record a head of this same backend returned just before, of the
+   * generation `ifGenerationMatch` pins (the codec's ranged reads pass
+   * theirs): a layer that would look the object up again before reading it
+   * may take this as the current answer instead, so the read is as of that
+   * head. Ignored without a matching ifGenerationMatch.
+   */
+  confirmed?: ObjectRecord;
 }
 
 export interface DeleteOptions {
@@ -132,6 +146,8 @@ export interface ListOptions {
   limit: number;
   delimiter?: string;
   signal?: AbortSignal;
+  /** While the primary tier is unavailable, list what the local tier knows (marked `partial`) instead of failing UNAVAILABLE. */
+  allowPartial?: boolean;
 }
 
 export interface ListPage {
@@ -141,6 +157,8 @@ export interface ListPage {
   prefixes: string[];
   /** Pass as startAfter for the next page; undefined on the last page. */
   next?: string;
+  /** The primary tier was unavailable (and `allowPartial` asked for this): keys only it holds are missing. */
+  partial?: true;
 }
 
 /** One pending change for the primary tier. At most one per key: a newer

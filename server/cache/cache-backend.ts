@@ -125,8 +125,9 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
       // A fill older than the TTL may have outlived the shared store's floor for this key.
       if (fill.cancelled || ttl <= 0 || now - fill.startedAt >= opts.ttlMs) return;
       // A copy waiting for replication changes tier and generation when the
-      // replicator moves it: caching it would serve a stale ObjectInfo.
-      if (entry.record.pendingReplication) return;
+      // replicator moves it: caching it would serve a stale ObjectInfo. A
+      // disk-cache copy served during an outage may be older than GCS's.
+      if (entry.record.pendingReplication || entry.record.cachedCopy) return;
       // Checking `cancelled` and publishing `storing` happen in one tick: an
       // invalidation either cancels this fill first or waits for it and then deletes.
       fill.storing = store.set(key, entry, ttl).catch(() => undefined);

@@ -1,6 +1,6 @@
 /**
  * The `filestorage` command: `serve` runs the daemon; the other commands
- * (put, get, ls, rm, stat, stats) talk to one over gRPC. The daemon stops on
+ * (put, get, ls, rm, stat, stats, verify) talk to one over gRPC. The daemon stops on
  * SIGTERM/SIGINT and reloads AUTH_TOKENS_FILE on SIGHUP.
  */
 import * as fs from "node:fs";

@@ -210,7 +210,8 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
     const callerPinned = rest.ifGenerationMatch !== undefined;
     const readStored = async (storedRange?: { offset: number; length: number }) => {
       try {
-        const got = await inner.get(key, { ...rest, range: storedRange, ifGenerationMatch: rest.ifGenerationMatch ?? head.generation });
+        // The head just read is the current answer: a caching layer below need not ask again.
+        const got = await inner.get(key, { ...rest, range: storedRange, ifGenerationMatch: rest.ifGenerationMatch ?? head.generation, confirmed: head });
         if (got === undefined) throw new ObjectChanged();
         return got;
       } catch (err) {

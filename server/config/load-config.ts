@@ -41,6 +41,16 @@ export interface Config {
   maxCacheSizeMb: number;
   cacheMaxObjectBytes: number;
   cacheUrl?: string;
+  /** With GCS: bound of the disk cache of GCS objects in MiB; 0 = off. */
+  diskCacheMaxMb: number;
+  /** The disk cache keeps at least this many MiB free on its disk. */
+  diskCacheMinFreeMb: number;
+  /** Keep what is written through the daemon in the disk cache too. */
+  diskCacheOnWrite: boolean;
+  /** Bytes per second the scrubber re-reads; 0 = off. */
+  scrubBytesPerSecond: number;
+  /** Pause between scrubber passes. */
+  scrubIntervalSeconds: number;
   chunkSize: number;
   maxRetries: number;
   timeoutSeconds: number;

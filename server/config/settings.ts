@@ -133,6 +133,37 @@ export const defs = {
     secret: true,
     description: "shared cache for several daemons (redis://...); unset = in-memory",
   },
+  diskCacheMaxMb: {
+    env: "DISK_CACHE_MAX_MB",
+    ...integer(0, 16 * 1024 * 1024),
+    default: "1024",
+    description:
+      "with GCS: MiB of GCS objects (stored bytes) kept on the local disk as a read cache, least recently used evicted first; 0 = off",
+  },
+  diskCacheMinFreeMb: {
+    env: "DISK_CACHE_MIN_FREE_MB",
+    ...integer(0, 1024 * 1024),
+    default: "1024",
+    description: "the disk cache admits no copy that would leave the disk with less free, evicting first",
+  },
+  diskCacheOnWrite: {
+    env: "DISK_CACHE_ON_WRITE",
+    ...boolean,
+    default: "false",
+    description: "also keep what is written through the daemon in the disk cache (once GCS committed it)",
+  },
+  scrubBytesPerSecond: {
+    env: "SCRUB_BYTES_PER_SECOND",
+    ...bytes(0, 10 * GiB),
+    default: "4MiB",
+    description: "rate at which the background scrubber re-reads the local tier and the disk cache to find and repair bad copies; 0 = off",
+  },
+  scrubIntervalSeconds: {
+    env: "SCRUB_INTERVAL_SECONDS",
+    ...integer(1, 30 * 86_400),
+    default: "3600",
+    description: "pause between scrubber passes, and before the first one after start-up",
+  },
   chunkSize: {
     env: "CHUNK_SIZE",
     ...bytes(16 * KiB, 3 * MiB),

@@ -20,9 +20,19 @@
  * - Every write and delete gets its origin (write-origin.ts) here, once: the
  *   same origin goes to whichever tier takes it and travels with every copy,
  *   so the replicator's conflict rule compares writes, not copies.
+ * - While the primary is unavailable, a key the fallback does not hold is
+ *   served from `cachedCopies` (the disk cache's copies of primary objects,
+ *   records marked cachedCopy) when it holds one; otherwise UNAVAILABLE.
+ * - A pending copy that fails its checksum (DATA_LOSS) is handed to
+ *   `repairLocalCopy`, which retires it when the primary holds the same
+ *   write intact: a read that failed before its first byte (small objects,
+ *   checked whole) is then served by the primary at once; one that failed
+ *   at the end of its bytes has answered DATA_LOSS, and the next read is
+ *   the primary's.
  * - Listing merges the primary with the fallback's pending changes; it needs
  *   the primary (a partial list would look complete), so it is UNAVAILABLE
- *   while the primary is.
+ *   while the primary is, unless the caller allows a partial listing: then
+ *   the fallback's pending changes over the cached copies, marked partial.
  */
 import {
   ReplayableSource,
@@ -53,12 +63,20 @@ export interface ChainOptions {
   onFallback?: (op: "put" | "delete") => void;
   /** Called when a write on the primary superseded a pending local copy. */
   onSuperseded?: () => void;
+  /** Copies of primary objects kept locally (the disk cache, through its codec), read only while the primary is unavailable. */
+  cachedCopies?: Backend;
+  /**
+   * Called when the fallback's copy of a pending key failed its checksum:
+   * resolves true when it retired that copy because the primary holds the
+   * same write intact (so the primary serves the key now).
+   */
+  repairLocalCopy?: (key: string) => Promise<boolean>;
 }
 
 const isUnavailable = (e: unknown) => StorageError.is(e, Code.Unavailable, Code.DeadlineExceeded);
 
 export function createChainBackend(opts: ChainOptions): Backend & { readonly outbox: Outbox } {
-  const { primary, fallback, breaker } = opts;
+  const { primary, fallback, breaker, cachedCopies } = opts;
   const outbox = fallback.outbox;
 
   /** Runs a primary call through the breaker; only unavailability trips it. */
@@ -67,7 +85,13 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
   const noTier = (what: string, cause: unknown) =>
     unavailable(`${what}: the primary storage tier is unavailable and the local tier cannot serve it`, cause);
 
-  async function readThrough<T>(key: string, what: string, fromPrimary: () => Promise<T | undefined>, fromFallback: () => Promise<T | undefined>): Promise<T | undefined> {
+  async function readThrough<T>(
+    key: string,
+    what: string,
+    fromPrimary: () => Promise<T | undefined>,
+    fromFallback: () => Promise<T | undefined>,
+    fromCached?: () => Promise<T | undefined>,
+  ): Promise<T | undefined> {
     const pending = outbox.get(key);
     if (pending) {
       const local = await fromFallback();
@@ -78,13 +102,47 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
     try {
       return await onPrimary(fromPrimary);
     } catch (err) {
-      if (!isUnavailable(err) || !opts.fallbackEnabled) throw err;
-      // Only pending keys are kept locally, so a miss here means "unknown", not "absent".
-      const local = await fromFallback();
-      if (local === undefined) throw noTier(`${what} of key "${key}"`, err);
-      return local;
+      if (!isUnavailable(err)) throw err;
+      if (opts.fallbackEnabled) {
+        // Only pending keys are kept locally, so a miss here means "unknown", not "absent".
+        const local = await fromFallback();
+        if (local !== undefined) return local;
+      }
+      const cached = await fromCached?.();
+      if (cached !== undefined) return cached;
+      if (!opts.fallbackEnabled && !fromCached) throw err;
+      throw noTier(`${what} of key "${key}"`, err);
     }
   }
+
+  async function get(key: string, getOpts?: GetOptions) {
+    const read = () =>
+      readThrough(
+        key,
+        "a read",
+        () => primary.get(key, getOpts),
+        () => fallback.get(key, getOpts),
+        cachedCopies && (() => cachedCopies.get(key, getOpts)),
+      );
+    const pending = outbox.get(key);
+    let found: Awaited<ReturnType<Backend["get"]>>;
+    try {
+      found = await read();
+    } catch (err) {
+      // Checked whole before its first byte: when the primary holds the same write, it serves it now.
+      if (pending && StorageError.is(err, Code.DataLoss) && (await repair(key))) return read();
+      throw err;
+    }
+    if (found && pending && found.record.tier === "local" && opts.repairLocalCopy) {
+      // Checked at its end: this read fails DATA_LOSS, and the repair lets the next one be the primary's.
+      found.body.once("error", (err) => {
+        if (StorageError.is(err, Code.DataLoss)) void repair(key);
+      });
+    }
+    return found;
+  }
+
+  const repair = (key: string): Promise<boolean> => opts.repairLocalCopy?.(key).catch(() => false) ?? Promise.resolve(false);
 
   async function put(key: string, source: AsyncIterable<Uint8Array>, givenMeta: PutMeta, putOpts: PutOptions = {}): Promise<ObjectRecord> {
     // One origin for the write, whichever tier takes it (a retry of the same write keeps it).
@@ -170,10 +228,18 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
   }
 
   async function list(listOpts: ListOptions): Promise<ListPage> {
-    const page = await onPrimary(() => primary.list(listOpts)).catch((err) => {
-      if (isUnavailable(err)) throw noTier("listing", err);
-      throw err;
-    });
+    let page: ListPage;
+    try {
+      page = await onPrimary(() => primary.list(listOpts));
+    } catch (err) {
+      if (!isUnavailable(err)) throw err;
+      if (!listOpts.allowPartial) throw noTier("listing", err);
+      // What this daemon knows: its pending changes over the copies it cached.
+      const none: ListPage = { objects: [], prefixes: [] };
+      const cached = cachedCopies ? await cachedCopies.list(listOpts) : none;
+      const local = opts.fallbackEnabled ? await fallback.list(listOpts) : none;
+      return { ...mergePages(cached, local, listOpts.limit, (key) => outbox.get(key)), partial: true };
+    }
     if (outbox.stats().count === 0) return page;
     const local = await fallback.list(listOpts);
     return mergePages(page, local, listOpts.limit, (key) => outbox.get(key));
@@ -183,10 +249,15 @@ export function createChainBackend(opts: ChainOptions): Backend & { readonly out
     name: `chain(${primary.name}, ${fallback.name})`,
     outbox,
     put,
-    get: (key: string, getOpts?: GetOptions) =>
-      readThrough(key, "a read", () => primary.get(key, getOpts), () => fallback.get(key, getOpts)),
+    get,
     head: (key: string, headOpts?: { signal?: AbortSignal }) =>
-      readThrough(key, "a read", () => primary.head(key, headOpts), () => fallback.head(key, headOpts)),
+      readThrough(
+        key,
+        "a read",
+        () => primary.head(key, headOpts),
+        () => fallback.head(key, headOpts),
+        cachedCopies && (() => cachedCopies.head(key, headOpts)),
+      ),
     delete: del,
     list,
     async probe(signal?: AbortSignal) {

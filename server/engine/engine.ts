@@ -66,6 +66,8 @@ export interface ListRequest {
   pageToken: string;
   delimiter: string;
   signal?: AbortSignal;
+  /** While GCS is unavailable, answer with what the local tier knows (then `partial`) instead of UNAVAILABLE. */
+  allowPartial?: boolean;
   /**
    * Bytes one entry adds to the response on the wire (its key or prefix, and
    * its ObjectInfo when the caller asked for it). Default: the bytes of the
@@ -95,7 +97,8 @@ export interface Engine {
   head(key: string, opts?: { signal?: AbortSignal }): Promise<ObjectRecord | undefined>;
   delete(key: string, opts?: DeleteOptions): Promise<boolean>;
   deleteMany(keys: string[], prefix: string, signal?: AbortSignal): Promise<number>;
-  list(req: ListRequest): Promise<{ objects: ObjectRecord[]; prefixes: string[]; nextPageToken: string }>;
+  /** `partial` when a backend page came from the local tier alone (allowPartial during an outage). */
+  list(req: ListRequest): Promise<{ objects: ObjectRecord[]; prefixes: string[]; nextPageToken: string; partial: boolean }>;
   /** The live objects under a prefix and their bytes (usage.ts). */
   usage(req: UsageRequest): Promise<Usage>;
 }
@@ -260,6 +263,7 @@ export function createEngine(store: Backend, opts: EngineOptions): Engine {
     const now = Date.now();
     let taken = 0;
     let used = 0;
+    let partial = false;
     let after = decodePageToken(req);
     // Backend pages of at most DEFAULT_PAGE_SIZE keep the records held at once
     // small whatever the limit; the byte budget may end the page early.
@@ -271,7 +275,9 @@ export function createEngine(store: Backend, opts: EngineOptions): Engine {
         limit: Math.min(want - taken, DEFAULT_PAGE_SIZE),
         startAfter: after,
         signal: req.signal,
+        allowPartial: req.allowPartial,
       });
+      if (page.partial) partial = true;
       const entries: ListEntry[] = [...page.objects.map((record) => ({ record })), ...page.prefixes.map((prefix) => ({ prefix }))];
       entries.sort((a, b) => compareKeys(a.record?.key ?? a.prefix!, b.record?.key ?? b.prefix!));
       for (const entry of entries) {
@@ -279,7 +285,7 @@ export function createEngine(store: Backend, opts: EngineOptions): Engine {
         const shown = entry.prefix !== undefined || isLive(entry.record, now) !== undefined;
         const bytes = shown ? entryBytes(entry) : 0;
         if (taken > 0 && used + bytes > budget) {
-          return { objects, prefixes, nextPageToken: encodePageToken(req, after!) };
+          return { objects, prefixes, nextPageToken: encodePageToken(req, after!), partial };
         }
         used += bytes;
         taken++;
@@ -287,10 +293,10 @@ export function createEngine(store: Backend, opts: EngineOptions): Engine {
         else if (shown) objects.push(withLifecycle(entry.record!, rules));
         after = resumeAfter(entry);
       }
-      if (page.next === undefined) return { objects, prefixes, nextPageToken: "" };
+      if (page.next === undefined) return { objects, prefixes, nextPageToken: "", partial };
       after = page.prefixes.includes(page.next) ? resumeAfter({ prefix: page.next }) : page.next;
       // A full page, or a backend page that made no progress: the caller continues.
-      if (taken >= want || after === before) return { objects, prefixes, nextPageToken: encodePageToken(req, after) };
+      if (taken >= want || after === before) return { objects, prefixes, nextPageToken: encodePageToken(req, after), partial };
     }
   }
 

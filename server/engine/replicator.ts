@@ -18,6 +18,11 @@
  * - delete: the same judgement, then a tombstone with the delete's origin is
  *   written over what the primary holds (guarded the same way).
  *
+ * - A put the primary already holds (same origin: copied before a crash) is
+ *   done only when `checkPrimaryCopy` finds the primary's bytes intact;
+ *   otherwise the local copy is written over them (a repair), guarded on
+ *   their generation, before the entry is done.
+ *
  * Every primary call goes through the circuit breaker when one is given: a
  * pass does not start while it is open, its first call after the reset
  * timeout is the breaker's trial, and success closes it again.
@@ -43,6 +48,15 @@ export interface ReplicatorOptions {
   onError?: (err: unknown, entry: OutboxEntry) => void;
   /** ENABLE_TRACING: each entry replayed is a span "replicate" (a trace of its own), its tier calls its children. */
   tracer?: Tracer;
+  /**
+   * Whether the primary's copy of `key` at `generation` (a write it holds
+   * already) reads back intact; an answer of false has it copied again.
+   * Without it the primary's copy is trusted. It calls the primary through
+   * the breaker itself.
+   */
+  checkPrimaryCopy?: (key: string, generation: bigint) => Promise<boolean>;
+  /** A bad primary copy of a pending write was replaced by the local one. */
+  onRepaired?: (key: string) => void;
 }
 
 export type Outcome = "copied" | "superseded";
@@ -77,12 +91,26 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
 
   const onPrimary = <T>(fn: () => Promise<T>): Promise<T> => (breaker ? breaker.run(fn, isOutage) : fn());
 
+  // Entries whose primary copy failed its check (seq -> that copy's generation): not read again each round.
+  const badReplicas = new Map<number, bigint>();
+
+  async function replicaIntact(entry: OutboxEntry, generation: bigint): Promise<boolean> {
+    if (opts.checkPrimaryCopy === undefined) return true;
+    if (badReplicas.get(entry.seq) === generation) return false;
+    // It goes through the breaker itself.
+    const intact = await opts.checkPrimaryCopy(entry.key, generation);
+    if (!intact) badReplicas.set(entry.seq, generation);
+    return intact;
+  }
+
   /** The outcome when the entry is done; undefined when it changed under us (judged next round). */
   async function replicate(entry: OutboxEntry): Promise<Outcome | undefined> {
     const remote = await onPrimary(() => primary.head(entry.key, { tombstones: true }));
     const order = remote === undefined ? -1 : compareOrigins(remote.origin, entry.origin);
-    if (order >= 0) {
-      // The primary already holds this write (copied before a crash) or a newer one.
+    // The primary holds this very write (copied before a crash): trusted once it reads back intact.
+    const badReplica = order === 0 && entry.op === "put" && !remote!.deleted && !(await replicaIntact(entry, remote!.generation));
+    if (order >= 0 && !badReplica) {
+      // The primary already holds this write or a newer one.
       return outbox.complete(entry, { dropLocalCopy: true }) ? (order === 0 ? "copied" : "superseded") : undefined;
     }
     const guard = remote?.generation ?? 0n;
@@ -100,6 +128,10 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
       await onPrimary(() => primary.put(entry.key, local.body, metaOf(local.record), { ifGenerationMatch: guard }));
     } finally {
       local.body.destroy();
+    }
+    if (badReplica) {
+      badReplicas.delete(entry.seq);
+      opts.onRepaired?.(entry.key);
     }
     // A newer local write of the key arrived meanwhile: its own entry stays and carries its own origin.
     outbox.complete(entry, { dropLocalCopy: true });
@@ -173,7 +205,7 @@ export function startReplicator(opts: ReplicatorOptions): Replicator {
 }
 
 /** The record's description of the write, for a copy of it on another tier: same bytes, same origin. */
-function metaOf(r: import("../backends/backend.js").ObjectRecord): PutMeta {
+export function metaOf(r: import("../backends/backend.js").ObjectRecord): PutMeta {
   return {
     kind: r.kind,
     contentType: r.contentType,

@@ -24,6 +24,7 @@ export type ReplicatedOp = "put" | "delete";
 /** Callbacks read at scrape time; they must be cheap and must not throw. */
 export interface MetricProviders {
   cache: () => { entries: number; bytes: number };
+  diskCache: () => { entries: number; bytes: number };
   replication: () => { count: number; oldestAgeSeconds: number };
   gcs: () => { available: boolean; breaker: BreakerState };
   /** The file system holding the local tier: bytes free to the daemon, its size, and the reserve writes keep (LOCAL_MIN_FREE_BYTES). */
@@ -69,6 +70,16 @@ export interface Metrics extends TierObserver {
   fallbackWrite(): void;
   /** An outbox entry replayed to GCS. */
   replicated(op: ReplicatedOp): void;
+  /** The disk cache of GCS objects: a get answered from disk / not; an entry evicted. */
+  diskCacheHit(): void;
+  diskCacheMiss(): void;
+  diskCacheEviction(): void;
+  /** A bad ("corrupt") or orphaned copy found on `tier` (local, disk_cache, gcs) by a read, Verify or the scrubber. */
+  integrityProblem(tier: string, problem: string): void;
+  /** A bad copy on `tier` replaced by a good one from another tier. */
+  repaired(tier: string): void;
+  /** Bytes the scrubber re-read. */
+  scrubbed(bytes: number): void;
   /** Registers (or replaces) the live-state providers; gauges without one stay at 0. */
   setProviders(providers: Partial<MetricProviders>): void;
   /** Adds the local tier's gauges (local-tier-gauges.ts), read from `read` at scrape time. */
@@ -135,6 +146,43 @@ export function createMetrics(): Metrics {
     help: "Outbox entries replayed to GCS, by operation",
     labelNames: ["op"] as const,
     registers,
+  });
+
+  const diskHits = new Counter({ name: "fs_disk_cache_hits_total", help: "Reads of GCS objects answered from the disk cache", registers });
+  const diskMisses = new Counter({ name: "fs_disk_cache_misses_total", help: "Reads of GCS objects the disk cache could not answer", registers });
+  const diskEvictions = new Counter({
+    name: "fs_disk_cache_evictions_total",
+    help: "Disk-cache copies evicted (least recently used first) to make room",
+    registers,
+  });
+  const problems = new Counter({
+    name: "fs_integrity_problems_total",
+    help: "Stored copies found bad (corrupt) or orphaned by a read, Verify or the scrubber, by tier (local, disk_cache, gcs)",
+    labelNames: ["tier", "problem"] as const,
+    registers,
+  });
+  const repairs = new Counter({
+    name: "fs_repairs_total",
+    help: "Bad copies replaced by a good copy from another tier, by the tier repaired (local, disk_cache, gcs)",
+    labelNames: ["tier"] as const,
+    registers,
+  });
+  const scrubbedBytes = new Counter({ name: "fs_scrubbed_bytes_total", help: "Stored bytes the background scrubber re-read", registers });
+  new Gauge({
+    name: "fs_disk_cache_entries",
+    help: "GCS objects held in the disk cache",
+    registers,
+    collect() {
+      if (providers.diskCache) this.set(providers.diskCache().entries);
+    },
+  });
+  new Gauge({
+    name: "fs_disk_cache_bytes",
+    help: "Stored bytes of the GCS objects held in the disk cache",
+    registers,
+    collect() {
+      if (providers.diskCache) this.set(providers.diskCache().bytes);
+    },
   });
 
   new Gauge({
@@ -227,6 +275,12 @@ export function createMetrics(): Metrics {
     compressionSaved: (bytes) => saved.inc(bytes),
     fallbackWrite: () => fallbackWrites.inc(),
     replicated: (op) => replicatedTotal.inc({ op }),
+    diskCacheHit: () => diskHits.inc(),
+    diskCacheMiss: () => diskMisses.inc(),
+    diskCacheEviction: () => diskEvictions.inc(),
+    integrityProblem: (tier, problem) => problems.inc({ tier, problem }),
+    repaired: (tier) => repairs.inc({ tier }),
+    scrubbed: (bytes) => scrubbedBytes.inc(bytes),
     tierCall(tier, op, outcome, seconds) {
       tierCalls.inc({ tier, op, outcome });
       tierSeconds.observe({ tier, op }, seconds);

@@ -44,11 +44,14 @@ import {
   type StoreResponse,
   type StoreStreamRequest,
   type StoreStreamResponse,
+  type VerifyRequest,
+  type VerifyResponse,
 } from "../../gen/filestorage/v1/file_storage_pb.js";
 import type { ServiceHandlers } from "@filestorage/client/grpc-binding";
 import type { Authorizer } from "../auth/authorizer.js";
 import { BufferedSource, type ObjectRecord } from "../backends/backend.js";
 import type { Engine, ListEntry } from "../engine/engine.js";
+import type { VerifyEvent, VerifyOptions } from "../engine/verify.js";
 import { checkKey } from "../keys.js";
 import type { StackStatus } from "../stack.js";
 import { checkUploadId, type UploadSessions } from "../uploads/upload-sessions.js";
@@ -63,6 +66,7 @@ import { sendFlush, type Flush } from "./flush-stream.js";
 import { sendRetrieveStream } from "./retrieve-stream.js";
 import { receiveStoreStream } from "./store-stream.js";
 import { getUsageHandler } from "./get-usage.js";
+import { sendVerifyStream } from "./verify-stream.js";
 
 export type { RpcObserver } from "./call-observer.js";
 
@@ -72,6 +76,8 @@ export interface ServiceOptions {
   uploads: UploadSessions;
   /** The stack's state, for GetStats. */
   status: () => StackStatus;
+  /** The stack's verification of stored copies, for Verify. */
+  verify: (opts: VerifyOptions) => AsyncIterable<VerifyEvent>;
   auth: Authorizer;
   observer: RpcObserver;
   log: StatusLogger;
@@ -184,12 +190,21 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
         e.prefix !== undefined
           ? fieldBytes(Buffer.byteLength(e.prefix))
           : fieldBytes(Buffer.byteLength(e.record.key)) + (req.includeInfo ? fieldBytes(toBinary(ObjectInfoSchema, infoOf(e.record)).length) : 0);
-      const page = await engine.list({ prefix: req.prefix, limit: req.limit, pageToken: req.pageToken, delimiter: req.delimiter, signal, entryBytes });
+      const page = await engine.list({
+        prefix: req.prefix,
+        limit: req.limit,
+        pageToken: req.pageToken,
+        delimiter: req.delimiter,
+        signal,
+        entryBytes,
+        allowPartial: req.allowPartial,
+      });
       return create(ListKeysResponseSchema, {
         keys: page.objects.map((r) => r.key),
         prefixes: page.prefixes,
         nextPageToken: page.nextPageToken,
         objects: req.includeInfo ? page.objects.map(infoOf) : [],
+        partial: page.partial,
       });
     }),
 
@@ -240,11 +255,17 @@ export function createFileStorageHandlers(o: ServiceOptions): ServiceHandlers<Se
         operations: ops.perMethod.map((m) =>
           create(OperationCountSchema, { method: m.method, total: BigInt(m.total), successful: BigInt(m.successful), failed: BigInt(m.failed) }),
         ),
+        diskCacheEntries: BigInt(s.diskCache.entries),
+        diskCacheBytes: BigInt(s.diskCache.bytes),
+        diskCacheHits: BigInt(s.diskCache.hits),
+        diskCacheMisses: BigInt(s.diskCache.misses),
       });
     }),
     getUsage: getUsageHandler(calls, ctx),
 
     flush: calls.serverStream<FlushRequest, FlushResponse>("Flush", (req, call, signal) => sendFlush(ctx, o.flush, req, call, signal)),
+
+    verify: calls.serverStream<VerifyRequest, VerifyResponse>("Verify", (req, call, signal) => sendVerifyStream(ctx, o.verify, req, call, signal)),
   };
 }
 

@@ -33,6 +33,7 @@ export function toObjectInfo(r: ObjectRecord): ObjectInfo {
     createdAt: timestampFromMs(r.createdAt),
     updatedAt: timestampFromMs(r.updatedAt),
     expiresAt: r.expiresAt === undefined ? undefined : timestampFromMs(r.expiresAt),
+    cachedCopy: r.cachedCopy === true,
   });
 }
 

@@ -94,6 +94,14 @@ const cases: Record<string, Case> = {
       expect((await c.queryUpload(`auth-${n}`))?.complete).toBe(true);
     },
   },
+  Verify: {
+    right: "admin",
+    run: async (c) => {
+      let summary;
+      for await (const event of c.verify({ prefix: "t/" })) if (event.type === "summary") summary = event;
+      expect(summary).toMatchObject({ corrupt: 0 });
+    },
+  },
 };
 
 describe("rights", () => {

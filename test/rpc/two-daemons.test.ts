@@ -13,7 +13,14 @@
  *   so B sees the new version at once.
  * - A write A made while it could not reach GCS lives on A's disk only: B
  *   sees the older GCS version until A's replicator copied it.
+ * - The disk cache (on by default, DISK_CACHE_MAX_MB) never serves B an old
+ *   version while GCS is up: every read of a cached copy checks its
+ *   generation with GCS first, so A's overwrite or delete is seen by B's
+ *   next read, whole or ranged (objects above CACHE_MAX_OBJECT_BYTES, which
+ *   the in-memory cache does not hold; smaller ones follow its TTL rule as
+ *   above, the disk cache underneath changes nothing there).
  */
+import { createHash, randomBytes } from "node:crypto";
 import { startProxy } from "../kit/tcp-proxy.js";
 import { FileStorageClient } from "../../client/src/index.js";
 import { startDaemon, type TestDaemon } from "../support/daemon.js";
@@ -38,6 +45,7 @@ interface Pair {
   a: FileStorageClient;
   b: FileStorageClient;
   daemonA: TestDaemon;
+  daemonB: TestDaemon;
 }
 
 /** Daemons A and B on one new bucket; `extraB` overrides for B only (e.g. its GCS endpoint). */
@@ -58,7 +66,7 @@ async function pair(env: Record<string, string>, extraA: Record<string, string> 
   const b = new FileStorageClient(daemonB.address, { retries: 0 });
   cleanups.push(() => daemonA.stop(), () => daemonB.stop(), () => a.close(), () => b.close());
   expect(daemonA.storagePath).not.toBe(daemonB.storagePath);
-  return { a, b, daemonA };
+  return { a, b, daemonA, daemonB };
 }
 
 async function waitFor(what: string, cond: () => Promise<boolean>, timeoutMs = 20_000): Promise<number> {
@@ -152,4 +160,60 @@ test("a write A made while cut off from GCS is invisible to B until A replicated
   proxy.restore();
   await waitFor("A's backlog to drain", async () => (await a.getStats()).pendingReplication === 0);
   expect(await b.retrieve("k")).toBe("v2 during A's outage");
+});
+
+describe("disk caches on both daemons (the default)", () => {
+  const MiB = 1024 * 1024;
+  const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+  async function read(c: FileStorageClient, key: string, opts: { offset?: number; limit?: number } = {}): Promise<Buffer | null> {
+    try {
+      const { stream } = await c.download(key, opts);
+      const parts: Buffer[] = [];
+      for await (const chunk of stream as AsyncIterable<Buffer>) parts.push(chunk);
+      return Buffer.concat(parts);
+    } catch (err) {
+      if ((err as { codeName?: string }).codeName === "NOT_FOUND") return null;
+      throw err;
+    }
+  }
+
+  test("after A overwrites or deletes a key, B's next read never returns the old bytes from its disk cache", async () => {
+    const { a, b } = await pair({ DISK_CACHE_ON_WRITE: "true" });
+    let current = randomBytes(2 * MiB + 1);
+    await a.upload("big", [current]);
+    for (let round = 0; round < 5; round++) {
+      // B reads (and caches on disk) the current version, twice: the second one from its disk cache.
+      expect(sha((await read(b, "big"))!)).toBe(sha(current));
+      expect(sha((await read(b, "big"))!)).toBe(sha(current));
+      expect((await b.getStats()).diskCacheHits).toBeGreaterThan(round);
+      // The same size every time: only the generation tells the versions apart.
+      const next = randomBytes(2 * MiB + 1);
+      await a.upload("big", [next]);
+      // B's very next read (whole in even rounds, ranged in odd ones): the new bytes.
+      const offset = MiB + round;
+      if (round % 2 === 0) expect(sha((await read(b, "big"))!)).toBe(sha(next));
+      else expect((await read(b, "big", { offset, limit: 1000 }))!.equals(next.subarray(offset, offset + 1000))).toBe(true);
+      current = next;
+    }
+    expect(sha((await read(b, "big"))!)).toBe(sha(current));
+    await a.delete("big");
+    expect(await read(b, "big")).toBeNull();
+    expect(await b.stat("big")).toBeNull();
+    expect((await b.getStats()).diskCacheEntries).toBe(0);
+  });
+
+  test("with a shared Redis too: B's next read after A's overwrite is the new version, small or large", async () => {
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    const { a, b } = await pair({ CACHE_URL: redis.url, CACHE_TTL_SECONDS: "60" });
+    await a.store("small", "v1");
+    await a.upload("large", [randomBytes(2 * MiB)]);
+    expect(await b.retrieve("small")).toBe("v1");
+    await read(b, "large");
+    await a.store("small", "v2");
+    const v2 = randomBytes(2 * MiB);
+    await a.upload("large", [v2]);
+    expect(await b.retrieve("small")).toBe("v2");
+    expect(sha((await read(b, "large"))!)).toBe(sha(v2));
+  });
 });

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file filestorage/v1/file_storage.proto.
  */
 export const file_filestorage_v1_file_storage: GenFile = /*@__PURE__*/
-  fileDesc("CiFmaWxlc3RvcmFnZS92MS9maWxlX3N0b3JhZ2UucHJvdG8SDmZpbGVzdG9yYWdlLnYxIscDCgpPYmplY3RJbmZvEgsKA2tleRgBIAEoCRImCgRraW5kGAIgASgOMhguZmlsZXN0b3JhZ2UudjEuRGF0YUtpbmQSDAoEc2l6ZRgDIAEoAxITCgtzdG9yZWRfc2l6ZRgEIAEoAxIUCgxjb250ZW50X3R5cGUYBSABKAkSKQoIbWV0YWRhdGEYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCmdlbmVyYXRpb24YByABKAMSDgoGY3JjMzJjGAggASgNEhIKCmNvbXByZXNzZWQYCSABKAgSEQoJZW5jcnlwdGVkGAogASgIEigKB2JhY2tlbmQYCyABKA4yFy5maWxlc3RvcmFnZS52MS5CYWNrZW5kEhsKE3BlbmRpbmdfcmVwbGljYXRpb24YDCABKAgSLgoKY3JlYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/AEKDFN0b3JlUmVxdWVzdBILCgNrZXkYASABKAkSDAoEZGF0YRgCIAEoDBImCgRraW5kGAMgASgOMhguZmlsZXN0b3JhZ2UudjEuRGF0YUtpbmQSFAoMY29udGVudF90eXBlGAQgASgJEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIgChNpZl9nZW5lcmF0aW9uX21hdGNoGAYgASgDSACIAQESLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCFgoUX2lmX2dlbmVyYXRpb25fbWF0Y2giOwoNU3RvcmVSZXNwb25zZRIqCgZvYmplY3QYASABKAsyGi5maWxlc3RvcmFnZS52MS5PYmplY3RJbmZvIpwBChJTdG9yZVN0cmVhbVJlcXVlc3QSMwoGaGVhZGVyGAEgASgLMiEuZmlsZXN0b3JhZ2UudjEuU3RvcmVTdHJlYW1IZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEjUKB3RyYWlsZXIYAyABKAsyIi5maWxlc3RvcmFnZS52MS5TdG9yZVN0cmVhbVRyYWlsZXJIAEIJCgdwYXlsb2FkIrgCChFTdG9yZVN0cmVhbUhlYWRlchILCgNrZXkYASABKAkSJgoEa2luZBgCIAEoDjIYLmZpbGVzdG9yYWdlLnYxLkRhdGFLaW5kEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIpCghtZXRhZGF0YRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoEc2l6ZRgFIAEoA0gAiAEBEiAKE2lmX2dlbmVyYXRpb25fbWF0Y2gYBiABKANIAYgBARIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl1cGxvYWRfaWQYCCABKAkSFAoMd3JpdGVfb2Zmc2V0GAkgASgDQgcKBV9zaXplQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIlAKElN0b3JlU3RyZWFtVHJhaWxlchITCgZjcmMzMmMYASABKA1IAIgBARIRCgRzaXplGAIgASgDSAGIAQFCCQoHX2NyYzMyY0IHCgVfc2l6ZSJBChNTdG9yZVN0cmVhbVJlc3BvbnNlEioKBm9iamVjdBgBIAEoCzIaLmZpbGVzdG9yYWdlLnYxLk9iamVjdEluZm8iHgoPUmV0cmlldmVSZXF1ZXN0EgsKA2tleRgBIAEoCSJMChBSZXRyaWV2ZVJlc3BvbnNlEioKBm9iamVjdBgBIAEoCzIaLmZpbGVzdG9yYWdlLnYxLk9iamVjdEluZm8SDAoEZGF0YRgCIAEoDCJ9ChVSZXRyaWV2ZVN0cmVhbVJlcXVlc3QSCwoDa2V5GAEgASgJEg4KBm9mZnNldBgCIAEoAxINCgVsaW1pdBgDIAEoAxIgChNpZl9nZW5lcmF0aW9uX21hdGNoGAQgASgDSACIAQFCFgoUX2lmX2dlbmVyYXRpb25fbWF0Y2giYgoWUmV0cmlldmVTdHJlYW1SZXNwb25zZRIsCgZvYmplY3QYASABKAsyGi5maWxlc3RvcmFnZS52MS5PYmplY3RJbmZvSAASDwoFY2h1bmsYAiABKAxIAEIJCgdwYXlsb2FkIhoKC1N0YXRSZXF1ZXN0EgsKA2tleRgBIAEoCSI6CgxTdGF0UmVzcG9uc2USKgoGb2JqZWN0GAEgASgLMhouZmlsZXN0b3JhZ2UudjEuT2JqZWN0SW5mbyIcCg1FeGlzdHNSZXF1ZXN0EgsKA2tleRgBIAEoCSIgCg5FeGlzdHNSZXNwb25zZRIOCgZleGlzdHMYASABKAgiVgoNRGVsZXRlUmVxdWVzdBILCgNrZXkYASABKAkSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgCIAEoA0gAiAEBQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIiEKDkRlbGV0ZVJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgiMQoRRGVsZXRlTWFueVJlcXVlc3QSDAoEa2V5cxgBIAMoCRIOCgZwcmVmaXgYAiABKAkiKwoSRGVsZXRlTWFueVJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMibQoPTGlzdEtleXNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRINCgVsaW1pdBgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEhEKCWRlbGltaXRlchgEIAEoCRIUCgxpbmNsdWRlX2luZm8YBSABKAgieAoQTGlzdEtleXNSZXNwb25zZRIMCgRrZXlzGAEgAygJEhAKCHByZWZpeGVzGAIgAygJEhcKD25leHRfcGFnZV90b2tlbhgDIAEoCRIrCgdvYmplY3RzGAQgAygLMhouZmlsZXN0b3JhZ2UudjEuT2JqZWN0SW5mbyIRCg9HZXRTdGF0c1JlcXVlc3QiUwoOT3BlcmF0aW9uQ291bnQSDgoGbWV0aG9kGAEgASgJEg0KBXRvdGFsGAIgASgDEhIKCnN1Y2Nlc3NmdWwYAyABKAMSDgoGZmFpbGVkGAQgASgDIpkEChBHZXRTdGF0c1Jlc3BvbnNlEhMKC2luaXRpYWxpemVkGAEgASgIEhUKDWdjc19hdmFpbGFibGUYAiABKAgSHgoWbG9jYWxfZmFsbGJhY2tfZW5hYmxlZBgDIAEoCBIVCg1jYWNoZV9lbmFibGVkGAQgASgIEhsKE2NvbXByZXNzaW9uX2VuYWJsZWQYBSABKAgSGgoSZW5jcnlwdGlvbl9lbmFibGVkGAYgASgIEhUKDWNhY2hlX2VudHJpZXMYByABKAMSEwoLY2FjaGVfYnl0ZXMYCCABKAMSGAoQdG90YWxfb3BlcmF0aW9ucxgJIAEoAxIdChVzdWNjZXNzZnVsX29wZXJhdGlvbnMYCiABKAMSGQoRZmFpbGVkX29wZXJhdGlvbnMYCyABKAMSEgoKY2FjaGVfaGl0cxgMIAEoAxIUCgxjYWNoZV9taXNzZXMYDSABKAMSIQoZY29tcHJlc3Npb25fc2F2aW5nc19ieXRlcxgOIAEoAxIbChNwZW5kaW5nX3JlcGxpY2F0aW9uGA8gASgDEiIKGm9sZGVzdF9wZW5kaW5nX2FnZV9zZWNvbmRzGBAgASgBEhYKDnVwdGltZV9zZWNvbmRzGBEgASgBEg8KB3ZlcnNpb24YEiABKAkSMgoKb3BlcmF0aW9ucxgTIAMoCzIeLmZpbGVzdG9yYWdlLnYxLk9wZXJhdGlvbkNvdW50IkoKD0dldFVzYWdlUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEgoKcGFnZV90b2tlbhgCIAEoCRITCgttYXhfb2JqZWN0cxgDIAEoBSKAAQoQR2V0VXNhZ2VSZXNwb25zZRIUCgxvYmplY3RfY291bnQYASABKAMSEwoLdG90YWxfYnl0ZXMYAiABKAMSFAoMc3RvcmVkX2J5dGVzGAMgASgDEhcKD25leHRfcGFnZV90b2tlbhgEIAEoCRISCgpmcm9tX2luZGV4GAUgASgIIkAKDEZsdXNoUmVxdWVzdBIcCg90aW1lb3V0X3NlY29uZHMYASABKAFIAIgBAUISChBfdGltZW91dF9zZWNvbmRzInYKDUZsdXNoUmVzcG9uc2USDwoHcGVuZGluZxgBIAEoAxISCgpyZXBsaWNhdGVkGAIgASgDEg4KBmZhaWxlZBgDIAEoAxIiChpvbGRlc3RfcGVuZGluZ19hZ2Vfc2Vjb25kcxgEIAEoARIMCgRkb25lGAUgASgIIicKElF1ZXJ5VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkimwEKE1F1ZXJ5VXBsb2FkUmVzcG9uc2USFgoOY29tbWl0dGVkX3NpemUYASABKAMSEAoIY29tcGxldGUYAiABKAgSKgoGb2JqZWN0GAMgASgLMhouZmlsZXN0b3JhZ2UudjEuT2JqZWN0SW5mbxIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpiCghEYXRhS2luZBIZChVEQVRBX0tJTkRfVU5TUEVDSUZJRUQQABITCg9EQVRBX0tJTkRfQllURVMQARISCg5EQVRBX0tJTkRfVEVYVBACEhIKDkRBVEFfS0lORF9KU09OEAMqRgoHQmFja2VuZBIXChNCQUNLRU5EX1VOU1BFQ0lGSUVEEAASDwoLQkFDS0VORF9HQ1MQARIRCg1CQUNLRU5EX0xPQ0FMEAIynQgKEkZpbGVTdG9yYWdlU2VydmljZRJECgVTdG9yZRIcLmZpbGVzdG9yYWdlLnYxLlN0b3JlUmVxdWVzdBodLmZpbGVzdG9yYWdlLnYxLlN0b3JlUmVzcG9uc2USWAoLU3RvcmVTdHJlYW0SIi5maWxlc3RvcmFnZS52MS5TdG9yZVN0cmVhbVJlcXVlc3QaIy5maWxlc3RvcmFnZS52MS5TdG9yZVN0cmVhbVJlc3BvbnNlKAESTQoIUmV0cmlldmUSHy5maWxlc3RvcmFnZS52MS5SZXRyaWV2ZVJlcXVlc3QaIC5maWxlc3RvcmFnZS52MS5SZXRyaWV2ZVJlc3BvbnNlEmEKDlJldHJpZXZlU3RyZWFtEiUuZmlsZXN0b3JhZ2UudjEuUmV0cmlldmVTdHJlYW1SZXF1ZXN0GiYuZmlsZXN0b3JhZ2UudjEuUmV0cmlldmVTdHJlYW1SZXNwb25zZTABEkEKBFN0YXQSGy5maWxlc3RvcmFnZS52MS5TdGF0UmVxdWVzdBocLmZpbGVzdG9yYWdlLnYxLlN0YXRSZXNwb25zZRJHCgZFeGlzdHMSHS5maWxlc3RvcmFnZS52MS5FeGlzdHNSZXF1ZXN0Gh4uZmlsZXN0b3JhZ2UudjEuRXhpc3RzUmVzcG9uc2USRwoGRGVsZXRlEh0uZmlsZXN0b3JhZ2UudjEuRGVsZXRlUmVxdWVzdBoeLmZpbGVzdG9yYWdlLnYxLkRlbGV0ZVJlc3BvbnNlElMKCkRlbGV0ZU1hbnkSIS5maWxlc3RvcmFnZS52MS5EZWxldGVNYW55UmVxdWVzdBoiLmZpbGVzdG9yYWdlLnYxLkRlbGV0ZU1hbnlSZXNwb25zZRJNCghMaXN0S2V5cxIfLmZpbGVzdG9yYWdlLnYxLkxpc3RLZXlzUmVxdWVzdBogLmZpbGVzdG9yYWdlLnYxLkxpc3RLZXlzUmVzcG9uc2USTQoIR2V0U3RhdHMSHy5maWxlc3RvcmFnZS52MS5HZXRTdGF0c1JlcXVlc3QaIC5maWxlc3RvcmFnZS52MS5HZXRTdGF0c1Jlc3BvbnNlEk0KCEdldFVzYWdlEh8uZmlsZXN0b3JhZ2UudjEuR2V0VXNhZ2VSZXF1ZXN0GiAuZmlsZXN0b3JhZ2UudjEuR2V0VXNhZ2VSZXNwb25zZRJGCgVGbHVzaBIcLmZpbGVzdG9yYWdlLnYxLkZsdXNoUmVxdWVzdBodLmZpbGVzdG9yYWdlLnYxLkZsdXNoUmVzcG9uc2UwARJWCgtRdWVyeVVwbG9hZBIiLmZpbGVzdG9yYWdlLnYxLlF1ZXJ5VXBsb2FkUmVxdWVzdBojLmZpbGVzdG9yYWdlLnYxLlF1ZXJ5VXBsb2FkUmVzcG9uc2VCUFpOZ2l0aHViLmNvbS9maWxlc3RvcmFnZS9maWxlc3RvcmFnZS9jbGllbnRzL2dvL2dlbi9maWxlc3RvcmFnZS92MTtmaWxlc3RvcmFnZXYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiFmaWxlc3RvcmFnZS92MS9maWxlX3N0b3JhZ2UucHJvdG8SDmZpbGVzdG9yYWdlLnYxItwDCgpPYmplY3RJbmZvEgsKA2tleRgBIAEoCRImCgRraW5kGAIgASgOMhguZmlsZXN0b3JhZ2UudjEuRGF0YUtpbmQSDAoEc2l6ZRgDIAEoAxITCgtzdG9yZWRfc2l6ZRgEIAEoAxIUCgxjb250ZW50X3R5cGUYBSABKAkSKQoIbWV0YWRhdGEYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCmdlbmVyYXRpb24YByABKAMSDgoGY3JjMzJjGAggASgNEhIKCmNvbXByZXNzZWQYCSABKAgSEQoJZW5jcnlwdGVkGAogASgIEigKB2JhY2tlbmQYCyABKA4yFy5maWxlc3RvcmFnZS52MS5CYWNrZW5kEhsKE3BlbmRpbmdfcmVwbGljYXRpb24YDCABKAgSLgoKY3JlYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLY2FjaGVkX2NvcHkYECABKAgi/AEKDFN0b3JlUmVxdWVzdBILCgNrZXkYASABKAkSDAoEZGF0YRgCIAEoDBImCgRraW5kGAMgASgOMhguZmlsZXN0b3JhZ2UudjEuRGF0YUtpbmQSFAoMY29udGVudF90eXBlGAQgASgJEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIgChNpZl9nZW5lcmF0aW9uX21hdGNoGAYgASgDSACIAQESLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCFgoUX2lmX2dlbmVyYXRpb25fbWF0Y2giOwoNU3RvcmVSZXNwb25zZRIqCgZvYmplY3QYASABKAsyGi5maWxlc3RvcmFnZS52MS5PYmplY3RJbmZvIpwBChJTdG9yZVN0cmVhbVJlcXVlc3QSMwoGaGVhZGVyGAEgASgLMiEuZmlsZXN0b3JhZ2UudjEuU3RvcmVTdHJlYW1IZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEjUKB3RyYWlsZXIYAyABKAsyIi5maWxlc3RvcmFnZS52MS5TdG9yZVN0cmVhbVRyYWlsZXJIAEIJCgdwYXlsb2FkIrgCChFTdG9yZVN0cmVhbUhlYWRlchILCgNrZXkYASABKAkSJgoEa2luZBgCIAEoDjIYLmZpbGVzdG9yYWdlLnYxLkRhdGFLaW5kEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIpCghtZXRhZGF0YRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoEc2l6ZRgFIAEoA0gAiAEBEiAKE2lmX2dlbmVyYXRpb25fbWF0Y2gYBiABKANIAYgBARIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl1cGxvYWRfaWQYCCABKAkSFAoMd3JpdGVfb2Zmc2V0GAkgASgDQgcKBV9zaXplQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIlAKElN0b3JlU3RyZWFtVHJhaWxlchITCgZjcmMzMmMYASABKA1IAIgBARIRCgRzaXplGAIgASgDSAGIAQFCCQoHX2NyYzMyY0IHCgVfc2l6ZSJBChNTdG9yZVN0cmVhbVJlc3BvbnNlEioKBm9iamVjdBgBIAEoCzIaLmZpbGVzdG9yYWdlLnYxLk9iamVjdEluZm8iHgoPUmV0cmlldmVSZXF1ZXN0EgsKA2tleRgBIAEoCSJMChBSZXRyaWV2ZVJlc3BvbnNlEioKBm9iamVjdBgBIAEoCzIaLmZpbGVzdG9yYWdlLnYxLk9iamVjdEluZm8SDAoEZGF0YRgCIAEoDCJ9ChVSZXRyaWV2ZVN0cmVhbVJlcXVlc3QSCwoDa2V5GAEgASgJEg4KBm9mZnNldBgCIAEoAxINCgVsaW1pdBgDIAEoAxIgChNpZl9nZW5lcmF0aW9uX21hdGNoGAQgASgDSACIAQFCFgoUX2lmX2dlbmVyYXRpb25fbWF0Y2giYgoWUmV0cmlldmVTdHJlYW1SZXNwb25zZRIsCgZvYmplY3QYASABKAsyGi5maWxlc3RvcmFnZS52MS5PYmplY3RJbmZvSAASDwoFY2h1bmsYAiABKAxIAEIJCgdwYXlsb2FkIhoKC1N0YXRSZXF1ZXN0EgsKA2tleRgBIAEoCSI6CgxTdGF0UmVzcG9uc2USKgoGb2JqZWN0GAEgASgLMhouZmlsZXN0b3JhZ2UudjEuT2JqZWN0SW5mbyIcCg1FeGlzdHNSZXF1ZXN0EgsKA2tleRgBIAEoCSIgCg5FeGlzdHNSZXNwb25zZRIOCgZleGlzdHMYASABKAgiVgoNRGVsZXRlUmVxdWVzdBILCgNrZXkYASABKAkSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgCIAEoA0gAiAEBQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIiEKDkRlbGV0ZVJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgiMQoRRGVsZXRlTWFueVJlcXVlc3QSDAoEa2V5cxgBIAMoCRIOCgZwcmVmaXgYAiABKAkiKwoSRGVsZXRlTWFueVJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMihAEKD0xpc3RLZXlzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSDQoFbGltaXQYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIRCglkZWxpbWl0ZXIYBCABKAkSFAoMaW5jbHVkZV9pbmZvGAUgASgIEhUKDWFsbG93X3BhcnRpYWwYBiABKAgiiQEKEExpc3RLZXlzUmVzcG9uc2USDAoEa2V5cxgBIAMoCRIQCghwcmVmaXhlcxgCIAMoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkSKwoHb2JqZWN0cxgEIAMoCzIaLmZpbGVzdG9yYWdlLnYxLk9iamVjdEluZm8SDwoHcGFydGlhbBgFIAEoCCIRCg9HZXRTdGF0c1JlcXVlc3QiUwoOT3BlcmF0aW9uQ291bnQSDgoGbWV0aG9kGAEgASgJEg0KBXRvdGFsGAIgASgDEhIKCnN1Y2Nlc3NmdWwYAyABKAMSDgoGZmFpbGVkGAQgASgDIoMFChBHZXRTdGF0c1Jlc3BvbnNlEhMKC2luaXRpYWxpemVkGAEgASgIEhUKDWdjc19hdmFpbGFibGUYAiABKAgSHgoWbG9jYWxfZmFsbGJhY2tfZW5hYmxlZBgDIAEoCBIVCg1jYWNoZV9lbmFibGVkGAQgASgIEhsKE2NvbXByZXNzaW9uX2VuYWJsZWQYBSABKAgSGgoSZW5jcnlwdGlvbl9lbmFibGVkGAYgASgIEhUKDWNhY2hlX2VudHJpZXMYByABKAMSEwoLY2FjaGVfYnl0ZXMYCCABKAMSGAoQdG90YWxfb3BlcmF0aW9ucxgJIAEoAxIdChVzdWNjZXNzZnVsX29wZXJhdGlvbnMYCiABKAMSGQoRZmFpbGVkX29wZXJhdGlvbnMYCyABKAMSEgoKY2FjaGVfaGl0cxgMIAEoAxIUCgxjYWNoZV9taXNzZXMYDSABKAMSIQoZY29tcHJlc3Npb25fc2F2aW5nc19ieXRlcxgOIAEoAxIbChNwZW5kaW5nX3JlcGxpY2F0aW9uGA8gASgDEiIKGm9sZGVzdF9wZW5kaW5nX2FnZV9zZWNvbmRzGBAgASgBEhYKDnVwdGltZV9zZWNvbmRzGBEgASgBEg8KB3ZlcnNpb24YEiABKAkSMgoKb3BlcmF0aW9ucxgTIAMoCzIeLmZpbGVzdG9yYWdlLnYxLk9wZXJhdGlvbkNvdW50EhoKEmRpc2tfY2FjaGVfZW50cmllcxgUIAEoAxIYChBkaXNrX2NhY2hlX2J5dGVzGBUgASgDEhcKD2Rpc2tfY2FjaGVfaGl0cxgWIAEoAxIZChFkaXNrX2NhY2hlX21pc3NlcxgXIAEoAyJECg1WZXJpZnlSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRITCgtpbmNsdWRlX2djcxgCIAEoCBIOCgZyZXBhaXIYAyABKAgiswEKDlZlcmlmeVJlc3BvbnNlEjIKCHByb2dyZXNzGAEgASgLMh4uZmlsZXN0b3JhZ2UudjEuVmVyaWZ5UHJvZ3Jlc3NIABIwCgdmaW5kaW5nGAIgASgLMh0uZmlsZXN0b3JhZ2UudjEuVmVyaWZ5RmluZGluZ0gAEjAKB3N1bW1hcnkYAyABKAsyHS5maWxlc3RvcmFnZS52MS5WZXJpZnlTdW1tYXJ5SABCCQoHcGF5bG9hZCKUAQoOVmVyaWZ5UHJvZ3Jlc3MSKAoEdGllchgBIAEoDjIaLmZpbGVzdG9yYWdlLnYxLlZlcmlmeVRpZXISFgoOY2hlY2tlZF9jb3BpZXMYAiABKAMSFQoNY2hlY2tlZF9ieXRlcxgDIAEoAxIUCgx0b3RhbF9jb3BpZXMYBCABKAMSEwoLdG90YWxfYnl0ZXMYBSABKAMivAEKDVZlcmlmeUZpbmRpbmcSKAoEdGllchgBIAEoDjIaLmZpbGVzdG9yYWdlLnYxLlZlcmlmeVRpZXISCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMSLgoHcHJvYmxlbRgEIAEoDjIdLmZpbGVzdG9yYWdlLnYxLlZlcmlmeVByb2JsZW0SDgoGZGV0YWlsGAUgASgJEhAKCHJlcGFpcmVkGAYgASgIEg4KBnJlcGFpchgHIAEoCSKWAQoNVmVyaWZ5U3VtbWFyeRIWCg5jaGVja2VkX2NvcGllcxgBIAEoAxIVCg1jaGVja2VkX2J5dGVzGAIgASgDEg8KB2NvcnJ1cHQYAyABKAMSDwoHb3JwaGFucxgEIAEoAxIRCgl1bmNoZWNrZWQYBSABKAMSEAoIcmVwYWlyZWQYBiABKAMSDwoHc2Vjb25kcxgHIAEoASJKCg9HZXRVc2FnZVJlcXVlc3QSDgoGcHJlZml4GAEgASgJEhIKCnBhZ2VfdG9rZW4YAiABKAkSEwoLbWF4X29iamVjdHMYAyABKAUigAEKEEdldFVzYWdlUmVzcG9uc2USFAoMb2JqZWN0X2NvdW50GAEgASgDEhMKC3RvdGFsX2J5dGVzGAIgASgDEhQKDHN0b3JlZF9ieXRlcxgDIAEoAxIXCg9uZXh0X3BhZ2VfdG9rZW4YBCABKAkSEgoKZnJvbV9pbmRleBgFIAEoCCJACgxGbHVzaFJlcXVlc3QSHAoPdGltZW91dF9zZWNvbmRzGAEgASgBSACIAQFCEgoQX3RpbWVvdXRfc2Vjb25kcyJ2Cg1GbHVzaFJlc3BvbnNlEg8KB3BlbmRpbmcYASABKAMSEgoKcmVwbGljYXRlZBgCIAEoAxIOCgZmYWlsZWQYAyABKAMSIgoab2xkZXN0X3BlbmRpbmdfYWdlX3NlY29uZHMYBCABKAESDAoEZG9uZRgFIAEoCCInChJRdWVyeVVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIpsBChNRdWVyeVVwbG9hZFJlc3BvbnNlEhYKDmNvbW1pdHRlZF9zaXplGAEgASgDEhAKCGNvbXBsZXRlGAIgASgIEioKBm9iamVjdBgDIAEoCzIaLmZpbGVzdG9yYWdlLnYxLk9iamVjdEluZm8SLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqYgoIRGF0YUtpbmQSGQoVREFUQV9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPREFUQV9LSU5EX0JZVEVTEAESEgoOREFUQV9LSU5EX1RFWFQQAhISCg5EQVRBX0tJTkRfSlNPThADKkYKB0JhY2tlbmQSFwoTQkFDS0VORF9VTlNQRUNJRklFRBAAEg8KC0JBQ0tFTkRfR0NTEAESEQoNQkFDS0VORF9MT0NBTBACKnEKClZlcmlmeVRpZXISGwoXVkVSSUZZX1RJRVJfVU5TUEVDSUZJRUQQABIVChFWRVJJRllfVElFUl9MT0NBTBABEhoKFlZFUklGWV9USUVSX0RJU0tfQ0FDSEUQAhITCg9WRVJJRllfVElFUl9HQ1MQAyqEAQoNVmVyaWZ5UHJvYmxlbRIeChpWRVJJRllfUFJPQkxFTV9VTlNQRUNJRklFRBAAEhoKFlZFUklGWV9QUk9CTEVNX0NPUlJVUFQQARIZChVWRVJJRllfUFJPQkxFTV9PUlBIQU4QAhIcChhWRVJJRllfUFJPQkxFTV9VTkNIRUNLRUQQAzLoCAoSRmlsZVN0b3JhZ2VTZXJ2aWNlEkQKBVN0b3JlEhwuZmlsZXN0b3JhZ2UudjEuU3RvcmVSZXF1ZXN0Gh0uZmlsZXN0b3JhZ2UudjEuU3RvcmVSZXNwb25zZRJYCgtTdG9yZVN0cmVhbRIiLmZpbGVzdG9yYWdlLnYxLlN0b3JlU3RyZWFtUmVxdWVzdBojLmZpbGVzdG9yYWdlLnYxLlN0b3JlU3RyZWFtUmVzcG9uc2UoARJNCghSZXRyaWV2ZRIfLmZpbGVzdG9yYWdlLnYxLlJldHJpZXZlUmVxdWVzdBogLmZpbGVzdG9yYWdlLnYxLlJldHJpZXZlUmVzcG9uc2USYQoOUmV0cmlldmVTdHJlYW0SJS5maWxlc3RvcmFnZS52MS5SZXRyaWV2ZVN0cmVhbVJlcXVlc3QaJi5maWxlc3RvcmFnZS52MS5SZXRyaWV2ZVN0cmVhbVJlc3BvbnNlMAESQQoEU3RhdBIbLmZpbGVzdG9yYWdlLnYxLlN0YXRSZXF1ZXN0GhwuZmlsZXN0b3JhZ2UudjEuU3RhdFJlc3BvbnNlEkcKBkV4aXN0cxIdLmZpbGVzdG9yYWdlLnYxLkV4aXN0c1JlcXVlc3QaHi5maWxlc3RvcmFnZS52MS5FeGlzdHNSZXNwb25zZRJHCgZEZWxldGUSHS5maWxlc3RvcmFnZS52MS5EZWxldGVSZXF1ZXN0Gh4uZmlsZXN0b3JhZ2UudjEuRGVsZXRlUmVzcG9uc2USUwoKRGVsZXRlTWFueRIhLmZpbGVzdG9yYWdlLnYxLkRlbGV0ZU1hbnlSZXF1ZXN0GiIuZmlsZXN0b3JhZ2UudjEuRGVsZXRlTWFueVJlc3BvbnNlEk0KCExpc3RLZXlzEh8uZmlsZXN0b3JhZ2UudjEuTGlzdEtleXNSZXF1ZXN0GiAuZmlsZXN0b3JhZ2UudjEuTGlzdEtleXNSZXNwb25zZRJNCghHZXRTdGF0cxIfLmZpbGVzdG9yYWdlLnYxLkdldFN0YXRzUmVxdWVzdBogLmZpbGVzdG9yYWdlLnYxLkdldFN0YXRzUmVzcG9uc2USTQoIR2V0VXNhZ2USHy5maWxlc3RvcmFnZS52MS5HZXRVc2FnZVJlcXVlc3QaIC5maWxlc3RvcmFnZS52MS5HZXRVc2FnZVJlc3BvbnNlEkYKBUZsdXNoEhwuZmlsZXN0b3JhZ2UudjEuRmx1c2hSZXF1ZXN0Gh0uZmlsZXN0b3JhZ2UudjEuRmx1c2hSZXNwb25zZTABElYKC1F1ZXJ5VXBsb2FkEiIuZmlsZXN0b3JhZ2UudjEuUXVlcnlVcGxvYWRSZXF1ZXN0GiMuZmlsZXN0b3JhZ2UudjEuUXVlcnlVcGxvYWRSZXNwb25zZRJJCgZWZXJpZnkSHS5maWxlc3RvcmFnZS52MS5WZXJpZnlSZXF1ZXN0Gh4uZmlsZXN0b3JhZ2UudjEuVmVyaWZ5UmVzcG9uc2UwAUJQWk5naXRodWIuY29tL2ZpbGVzdG9yYWdlL2ZpbGVzdG9yYWdlL2NsaWVudHMvZ28vZ2VuL2ZpbGVzdG9yYWdlL3YxO2ZpbGVzdG9yYWdldjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * ObjectInfo describes a stored object.
@@ -104,6 +104,15 @@ export type ObjectInfo = Message<"filestorage.v1.ObjectInfo"> & {
    * @generated from field: google.protobuf.Timestamp expires_at = 15;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * True when this is the daemon's disk-cache copy of a GCS object, served
+   * while GCS is unavailable (backend is then BACKEND_LOCAL): it may be older
+   * than GCS's copy if another daemon wrote the key meanwhile.
+   *
+   * @generated from field: bool cached_copy = 16;
+   */
+  cachedCopy: boolean;
 };
 
 /**
@@ -625,6 +634,15 @@ export type ListKeysRequest = Message<"filestorage.v1.ListKeysRequest"> & {
    * @generated from field: bool include_info = 5;
    */
   includeInfo: boolean;
+
+  /**
+   * While GCS is unavailable, answer with what the local tier knows (writes
+   * waiting for replication, disk-cache copies) and set partial, instead of
+   * failing UNAVAILABLE.
+   *
+   * @generated from field: bool allow_partial = 6;
+   */
+  allowPartial: boolean;
 };
 
 /**
@@ -659,6 +677,14 @@ export type ListKeysResponse = Message<"filestorage.v1.ListKeysResponse"> & {
    * @generated from field: repeated filestorage.v1.ObjectInfo objects = 4;
    */
   objects: ObjectInfo[];
+
+  /**
+   * True when GCS was unavailable and allow_partial was set: the page holds
+   * only what the local tier knows, and keys only GCS holds are missing.
+   *
+   * @generated from field: bool partial = 5;
+   */
+  partial: boolean;
 };
 
 /**
@@ -815,6 +841,29 @@ export type GetStatsResponse = Message<"filestorage.v1.GetStatsResponse"> & {
    * @generated from field: repeated filestorage.v1.OperationCount operations = 19;
    */
   operations: OperationCount[];
+
+  /**
+   * The disk cache of GCS objects: copies held, their stored bytes, and reads
+   * answered / not answered from it.
+   *
+   * @generated from field: int64 disk_cache_entries = 20;
+   */
+  diskCacheEntries: bigint;
+
+  /**
+   * @generated from field: int64 disk_cache_bytes = 21;
+   */
+  diskCacheBytes: bigint;
+
+  /**
+   * @generated from field: int64 disk_cache_hits = 22;
+   */
+  diskCacheHits: bigint;
+
+  /**
+   * @generated from field: int64 disk_cache_misses = 23;
+   */
+  diskCacheMisses: bigint;
 };
 
 /**
@@ -823,6 +872,234 @@ export type GetStatsResponse = Message<"filestorage.v1.GetStatsResponse"> & {
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
   messageDesc(file_filestorage_v1_file_storage, 23);
+
+/**
+ * @generated from message filestorage.v1.VerifyRequest
+ */
+export type VerifyRequest = Message<"filestorage.v1.VerifyRequest"> & {
+  /**
+   * Only keys starting with this; orphaned bytes (which have no key) are
+   * reported only for the empty prefix.
+   *
+   * @generated from field: string prefix = 1;
+   */
+  prefix: string;
+
+  /**
+   * Also download every GCS object under the prefix and check it (a full
+   * read of them).
+   *
+   * @generated from field: bool include_gcs = 2;
+   */
+  includeGcs: boolean;
+
+  /**
+   * Repair what a good copy elsewhere allows: re-fetch a bad disk-cache copy
+   * from GCS, retire a bad local copy whose write GCS holds intact, re-copy
+   * a bad GCS copy from an intact local one; remove orphans.
+   *
+   * @generated from field: bool repair = 3;
+   */
+  repair: boolean;
+};
+
+/**
+ * Describes the message filestorage.v1.VerifyRequest.
+ * Use `create(VerifyRequestSchema)` to create a new message.
+ */
+export const VerifyRequestSchema: GenMessage<VerifyRequest> = /*@__PURE__*/
+  messageDesc(file_filestorage_v1_file_storage, 24);
+
+/**
+ * @generated from message filestorage.v1.VerifyResponse
+ */
+export type VerifyResponse = Message<"filestorage.v1.VerifyResponse"> & {
+  /**
+   * @generated from oneof filestorage.v1.VerifyResponse.payload
+   */
+  payload: {
+    /**
+     * Sent now and then while copies are checked.
+     *
+     * @generated from field: filestorage.v1.VerifyProgress progress = 1;
+     */
+    value: VerifyProgress;
+    case: "progress";
+  } | {
+    /**
+     * One per corrupt, orphaned or unchecked copy.
+     *
+     * @generated from field: filestorage.v1.VerifyFinding finding = 2;
+     */
+    value: VerifyFinding;
+    case: "finding";
+  } | {
+    /**
+     * Always the last message.
+     *
+     * @generated from field: filestorage.v1.VerifySummary summary = 3;
+     */
+    value: VerifySummary;
+    case: "summary";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message filestorage.v1.VerifyResponse.
+ * Use `create(VerifyResponseSchema)` to create a new message.
+ */
+export const VerifyResponseSchema: GenMessage<VerifyResponse> = /*@__PURE__*/
+  messageDesc(file_filestorage_v1_file_storage, 25);
+
+/**
+ * @generated from message filestorage.v1.VerifyProgress
+ */
+export type VerifyProgress = Message<"filestorage.v1.VerifyProgress"> & {
+  /**
+   * The tier being checked now.
+   *
+   * @generated from field: filestorage.v1.VerifyTier tier = 1;
+   */
+  tier: VerifyTier;
+
+  /**
+   * Copies and stored bytes checked so far, over every tier.
+   *
+   * @generated from field: int64 checked_copies = 2;
+   */
+  checkedCopies: bigint;
+
+  /**
+   * @generated from field: int64 checked_bytes = 3;
+   */
+  checkedBytes: bigint;
+
+  /**
+   * Copies and stored bytes to check on the tiers whose size is known
+   * (the local tier and the disk cache; GCS adds to it as it is listed).
+   *
+   * @generated from field: int64 total_copies = 4;
+   */
+  totalCopies: bigint;
+
+  /**
+   * @generated from field: int64 total_bytes = 5;
+   */
+  totalBytes: bigint;
+};
+
+/**
+ * Describes the message filestorage.v1.VerifyProgress.
+ * Use `create(VerifyProgressSchema)` to create a new message.
+ */
+export const VerifyProgressSchema: GenMessage<VerifyProgress> = /*@__PURE__*/
+  messageDesc(file_filestorage_v1_file_storage, 26);
+
+/**
+ * @generated from message filestorage.v1.VerifyFinding
+ */
+export type VerifyFinding = Message<"filestorage.v1.VerifyFinding"> & {
+  /**
+   * @generated from field: filestorage.v1.VerifyTier tier = 1;
+   */
+  tier: VerifyTier;
+
+  /**
+   * Empty for orphaned bytes.
+   *
+   * @generated from field: string key = 2;
+   */
+  key: string;
+
+  /**
+   * The checked copy's generation on its tier; 0 for orphaned bytes.
+   *
+   * @generated from field: int64 generation = 3;
+   */
+  generation: bigint;
+
+  /**
+   * @generated from field: filestorage.v1.VerifyProblem problem = 4;
+   */
+  problem: VerifyProblem;
+
+  /**
+   * What failed, e.g. "block 3 of 8 fails its CRC32C".
+   *
+   * @generated from field: string detail = 5;
+   */
+  detail: string;
+
+  /**
+   * True when the copy was repaired (or, for an orphan, removed).
+   *
+   * @generated from field: bool repaired = 6;
+   */
+  repaired: boolean;
+
+  /**
+   * How, e.g. "re-fetched from GCS"; empty when not repaired.
+   *
+   * @generated from field: string repair = 7;
+   */
+  repair: string;
+};
+
+/**
+ * Describes the message filestorage.v1.VerifyFinding.
+ * Use `create(VerifyFindingSchema)` to create a new message.
+ */
+export const VerifyFindingSchema: GenMessage<VerifyFinding> = /*@__PURE__*/
+  messageDesc(file_filestorage_v1_file_storage, 27);
+
+/**
+ * @generated from message filestorage.v1.VerifySummary
+ */
+export type VerifySummary = Message<"filestorage.v1.VerifySummary"> & {
+  /**
+   * @generated from field: int64 checked_copies = 1;
+   */
+  checkedCopies: bigint;
+
+  /**
+   * @generated from field: int64 checked_bytes = 2;
+   */
+  checkedBytes: bigint;
+
+  /**
+   * @generated from field: int64 corrupt = 3;
+   */
+  corrupt: bigint;
+
+  /**
+   * @generated from field: int64 orphans = 4;
+   */
+  orphans: bigint;
+
+  /**
+   * @generated from field: int64 unchecked = 5;
+   */
+  unchecked: bigint;
+
+  /**
+   * Findings repaired (corrupt copies replaced, orphans removed).
+   *
+   * @generated from field: int64 repaired = 6;
+   */
+  repaired: bigint;
+
+  /**
+   * @generated from field: double seconds = 7;
+   */
+  seconds: number;
+};
+
+/**
+ * Describes the message filestorage.v1.VerifySummary.
+ * Use `create(VerifySummarySchema)` to create a new message.
+ */
+export const VerifySummarySchema: GenMessage<VerifySummary> = /*@__PURE__*/
+  messageDesc(file_filestorage_v1_file_storage, 28);
 
 /**
  * @generated from message filestorage.v1.GetUsageRequest
@@ -856,7 +1133,7 @@ export type GetUsageRequest = Message<"filestorage.v1.GetUsageRequest"> & {
  * Use `create(GetUsageRequestSchema)` to create a new message.
  */
 export const GetUsageRequestSchema: GenMessage<GetUsageRequest> = /*@__PURE__*/
-  messageDesc(file_filestorage_v1_file_storage, 24);
+  messageDesc(file_filestorage_v1_file_storage, 29);
 
 /**
  * @generated from message filestorage.v1.GetUsageResponse
@@ -904,7 +1181,7 @@ export type GetUsageResponse = Message<"filestorage.v1.GetUsageResponse"> & {
  * Use `create(GetUsageResponseSchema)` to create a new message.
  */
 export const GetUsageResponseSchema: GenMessage<GetUsageResponse> = /*@__PURE__*/
-  messageDesc(file_filestorage_v1_file_storage, 25);
+  messageDesc(file_filestorage_v1_file_storage, 30);
 
 /**
  * @generated from message filestorage.v1.FlushRequest
@@ -924,7 +1201,7 @@ export type FlushRequest = Message<"filestorage.v1.FlushRequest"> & {
  * Use `create(FlushRequestSchema)` to create a new message.
  */
 export const FlushRequestSchema: GenMessage<FlushRequest> = /*@__PURE__*/
-  messageDesc(file_filestorage_v1_file_storage, 26);
+  messageDesc(file_filestorage_v1_file_storage, 31);
 
 /**
  * FlushResponse is one progress report of a Flush.
@@ -973,7 +1250,7 @@ export type FlushResponse = Message<"filestorage.v1.FlushResponse"> & {
  * Use `create(FlushResponseSchema)` to create a new message.
  */
 export const FlushResponseSchema: GenMessage<FlushResponse> = /*@__PURE__*/
-  messageDesc(file_filestorage_v1_file_storage, 27);
+  messageDesc(file_filestorage_v1_file_storage, 32);
 
 /**
  * @generated from message filestorage.v1.QueryUploadRequest
@@ -990,7 +1267,7 @@ export type QueryUploadRequest = Message<"filestorage.v1.QueryUploadRequest"> & 
  * Use `create(QueryUploadRequestSchema)` to create a new message.
  */
 export const QueryUploadRequestSchema: GenMessage<QueryUploadRequest> = /*@__PURE__*/
-  messageDesc(file_filestorage_v1_file_storage, 28);
+  messageDesc(file_filestorage_v1_file_storage, 33);
 
 /**
  * @generated from message filestorage.v1.QueryUploadResponse
@@ -1032,7 +1309,7 @@ export type QueryUploadResponse = Message<"filestorage.v1.QueryUploadResponse"> 
  * Use `create(QueryUploadResponseSchema)` to create a new message.
  */
 export const QueryUploadResponseSchema: GenMessage<QueryUploadResponse> = /*@__PURE__*/
-  messageDesc(file_filestorage_v1_file_storage, 29);
+  messageDesc(file_filestorage_v1_file_storage, 34);
 
 /**
  * DataKind says how a client decodes an object's bytes.
@@ -1100,6 +1377,84 @@ export enum Backend {
  */
 export const BackendSchema: GenEnum<Backend> = /*@__PURE__*/
   enumDesc(file_filestorage_v1_file_storage, 1);
+
+/**
+ * VerifyTier names where a checked copy lives.
+ *
+ * @generated from enum filestorage.v1.VerifyTier
+ */
+export enum VerifyTier {
+  /**
+   * @generated from enum value: VERIFY_TIER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The local tier (writes waiting for replication; every object without GCS).
+   *
+   * @generated from enum value: VERIFY_TIER_LOCAL = 1;
+   */
+  LOCAL = 1,
+
+  /**
+   * The disk cache of GCS objects.
+   *
+   * @generated from enum value: VERIFY_TIER_DISK_CACHE = 2;
+   */
+  DISK_CACHE = 2,
+
+  /**
+   * GCS itself (checked only with include_gcs).
+   *
+   * @generated from enum value: VERIFY_TIER_GCS = 3;
+   */
+  GCS = 3,
+}
+
+/**
+ * Describes the enum filestorage.v1.VerifyTier.
+ */
+export const VerifyTierSchema: GenEnum<VerifyTier> = /*@__PURE__*/
+  enumDesc(file_filestorage_v1_file_storage, 2);
+
+/**
+ * VerifyProblem says what is wrong with a copy.
+ *
+ * @generated from enum filestorage.v1.VerifyProblem
+ */
+export enum VerifyProblem {
+  /**
+   * @generated from enum value: VERIFY_PROBLEM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Its bytes fail their size or CRC32C check, or are missing.
+   *
+   * @generated from enum value: VERIFY_PROBLEM_CORRUPT = 1;
+   */
+  CORRUPT = 1,
+
+  /**
+   * Bytes no record names, or a disk-cache entry whose bytes are gone.
+   *
+   * @generated from enum value: VERIFY_PROBLEM_ORPHAN = 2;
+   */
+  ORPHAN = 2,
+
+  /**
+   * It could not be checked (e.g. its encryption key is unknown).
+   *
+   * @generated from enum value: VERIFY_PROBLEM_UNCHECKED = 3;
+   */
+  UNCHECKED = 3,
+}
+
+/**
+ * Describes the enum filestorage.v1.VerifyProblem.
+ */
+export const VerifyProblemSchema: GenEnum<VerifyProblem> = /*@__PURE__*/
+  enumDesc(file_filestorage_v1_file_storage, 3);
 
 /**
  * FileStorageService keeps objects (bytes, text, JSON) in Google Cloud Storage
@@ -1250,6 +1605,20 @@ export const FileStorageService: GenService<{
     methodKind: "unary";
     input: typeof QueryUploadRequestSchema;
     output: typeof QueryUploadResponseSchema;
+  },
+  /**
+   * Verify re-reads stored copies (the local tier, the disk cache of GCS
+   * objects and, when asked, GCS itself) and checks their size and CRC32C,
+   * streaming progress and one message per corrupt or orphaned copy, then a
+   * summary. With `repair`, what a good copy elsewhere allows is repaired.
+   * Needs the admin right.
+   *
+   * @generated from rpc filestorage.v1.FileStorageService.Verify
+   */
+  verify: {
+    methodKind: "server_streaming";
+    input: typeof VerifyRequestSchema;
+    output: typeof VerifyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_filestorage_v1_file_storage, 0);

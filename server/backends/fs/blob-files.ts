@@ -216,6 +216,33 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     }
   }
 
+  /**
+   * Ids of committed blob files no row names (by `isReferenced`) whose last
+   * write is more than `graceMs` ago: what a crash or a failed unlink left.
+   * The grace spares a put between publishing its file and committing its row.
+   */
+  async function unreferenced(isReferenced: (id: string) => boolean, graceMs: number): Promise<string[]> {
+    const found: string[] = [];
+    const before = Date.now() - graceMs;
+    try {
+      for (const shard of await fs.readdir(blobsDir)) {
+        const shardDir = path.join(blobsDir, shard);
+        if (!(await fs.stat(shardDir)).isDirectory()) continue;
+        for (const name of await fs.readdir(shardDir)) {
+          if (isReferenced(name)) continue;
+          const stat = await fs.stat(path.join(shardDir, name)).catch(() => undefined);
+          // Gone meanwhile (dropped after its row went), or too young to judge.
+          if (stat === undefined || stat.mtimeMs > before) continue;
+          // Named by a row that committed while we looked: not an orphan.
+          if (!isReferenced(name)) found.push(name);
+        }
+      }
+    } catch (err) {
+      throw translate(err, "listing blob files");
+    }
+    return found;
+  }
+
   return {
     tmpPath,
     blobPath,
@@ -232,6 +259,7 @@ export async function openBlobFiles(opts: BlobFilesOptions) {
     checkWritable,
     syncFolder,
     sweepLeftovers,
+    unreferenced,
     minFree,
     durable,
   };

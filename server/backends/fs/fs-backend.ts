@@ -20,19 +20,22 @@
  * copying it, then goes on the same way. A crash at any
  * point leaves the old version and at most an orphan file the next sweep removes.
  */
+import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { crc32c } from "@node-rs/crc32";
-import type { Backend, Outbox } from "../backend.js";
+import Database from "better-sqlite3";
+import type { Backend, ObjectRecord, Outbox } from "../backend.js";
 import { FileBackedSource, checkRange } from "../backend.js";
 import { abortable, bindSignal, throwIfAborted } from "../../signals.js";
 import { Code, StorageError, dataLoss, unavailable } from "../../storage-error.js";
-import { openBlobFiles, takeSmall } from "./blob-files.js";
+import { READ_HIGH_WATER_MARK, openBlobFiles, takeSmall } from "./blob-files.js";
 import { mib, translate } from "./fs-errors.js";
 import { lockFolder, type FolderLock } from "./folder-lock.js";
 import { createInFlight } from "./in-flight.js";
 import { checkPrecondition, openIndex, toRecord, type AgedOut, type FsFaults, type IndexDb, type IndexUsage } from "./index-db.js";
 import { listPage } from "./listing.js";
+import { successor } from "./key-range.js";
 import { makePrivateFolder } from "./private-files.js";
 import { createUploadStore, type UploadStore } from "./upload-store.js";
 
@@ -89,7 +92,35 @@ export type FsBackend = Backend & {
    * (the daemon does, after binding); a second call rejects.
    */
   sweepLeftovers(): Promise<{ tmpFiles: number; blobs: number; uploadFiles: number }>;
+  /** The storage folder, absolute (a layer keeping files beside the tier's, such as the disk cache, uses a subfolder of it). */
+  readonly root: string;
+  /**
+   * A second connection to the index database, for a layer that keeps a
+   * table of its own in it (index-schema.ts SCHEMA creates it): WAL,
+   * synchronous=NORMAL (its commits are not fsynced: a crash may lose the
+   * last ones, never corrupt the database), the same busy timeout. The
+   * caller closes it before this backend closes.
+   */
+  openIndexConnection(): Database.Database;
+  /**
+   * The stored bytes of `key` as they are, unchecked, with the size and
+   * CRC32C its row records, for a checker that verifies them itself (Verify,
+   * the scrubber); `missing` when the row names a blob file that is gone;
+   * undefined when there is no row.
+   */
+  readStored(key: string): Promise<StoredCopy | undefined>;
+  /** Ids of blob files no row names, last written more than `graceMs` ago (see BlobFiles.unreferenced). */
+  orphanBlobs(graceMs: number): Promise<string[]>;
+  /** Removes the blob file `id` unless a row names it now; true when it removed one. */
+  removeOrphanBlob(id: string): Promise<boolean>;
+  /** How many objects are stored under `prefix` and their stored bytes (expired ones included). */
+  count(prefix: string): { objects: number; storedBytes: number };
 };
+
+/** A local copy as stored (FsBackend.readStored). */
+export type StoredCopy =
+  | { record: ObjectRecord; expected: { size: number; crc32c: number }; body: Readable; missing?: undefined }
+  | { record: ObjectRecord; expected: { size: number; crc32c: number }; body?: undefined; missing: true };
 
 /**
  * Objects up to this size live inline in the SQLite index: one WAL commit
@@ -265,6 +296,46 @@ export async function createFsBackend(opts: FsBackendOptions): Promise<FsBackend
     },
 
     sweepLeftovers: () => blobs.sweepLeftovers({ blob: (id) => index.blobReferenced(id), upload: (id) => uploads.fileReferenced(id) }),
+    root,
+    openIndexConnection() {
+      const db = new Database(path.join(root, "index.sqlite"), { fileMustExist: true });
+      db.defaultSafeIntegers(true);
+      db.pragma("journal_mode = WAL");
+      db.pragma("synchronous = NORMAL");
+      db.pragma("busy_timeout = 5000");
+      return db;
+    },
+    async readStored(key) {
+      for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+        const row = index.indexed("reading", () => index.readRow(key));
+        if (row === undefined) return undefined;
+        const record = toRecord(row);
+        const expected = { size: Number(row.stored_size), crc32c: Number(row.stored_crc32c) };
+        if (row.blob === null) {
+          const data = index.inlineData(key, row.generation);
+          if (data === undefined) continue;
+          return { record, expected, body: Readable.from([data]) };
+        }
+        let handle: fsp.FileHandle;
+        try {
+          handle = await fsp.open(blobs.blobPath(row.blob), "r");
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw translate(err, "reading");
+          // Replaced meanwhile, or really gone: the row says which.
+          if (index.indexed("reading", () => index.readRow(key))?.blob === row.blob) return { record, expected, missing: true };
+          continue;
+        }
+        return { record, expected, body: handle.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK }) };
+      }
+      throw new StorageError(Code.Aborted, "the object kept changing while it was being read; try again");
+    },
+    orphanBlobs: (graceMs) => blobs.unreferenced((id) => index.blobReferenced(id), graceMs),
+    count: (prefix) => index.count(prefix, prefix === "" ? undefined : successor(prefix)),
+    async removeOrphanBlob(id) {
+      if (index.blobReferenced(id)) return false;
+      await blobs.dropBlob(id);
+      return true;
+    },
     expired: (now, limit) => index.expired(now, limit),
     writtenBefore: (prefix, before, after, limit) => index.writtenBefore(prefix, before, after, limit),
     usage: (prefix, now, agedOut = []) => index.usage(prefix, now, agedOut),

@@ -58,6 +58,8 @@ export interface IndexDb {
   usage(prefix: string, now: number, agedOut: readonly AgedOut[]): IndexUsage;
   /** Every object the index holds (expired and pending ones too), kept by triggers: no scan. */
   totals(): IndexUsage;
+  /** Objects with keys from `from` (inclusive) to `upper` (exclusive; undefined = no bound) and their stored bytes. */
+  count(from: string, upper: string | undefined): { objects: number; storedBytes: number };
   probe(): void;
   /** Commits what waits for the next group commit, then closes the database. */
   close(): void;
@@ -131,6 +133,8 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
     writtenBefore: db
       .prepare(`SELECT key FROM objects WHERE key >= @from AND key < @upper AND written_at < @before ORDER BY key LIMIT @limit`)
       .pluck(),
+    countFrom: db.prepare(`SELECT count(*) AS n, coalesce(sum(stored_size), 0) AS bytes FROM objects WHERE key >= ?`),
+    countRange: db.prepare(`SELECT count(*) AS n, coalesce(sum(stored_size), 0) AS bytes FROM objects WHERE key >= ? AND key < ?`),
     identity: db.prepare(`SELECT value FROM identities WHERE name = ?`).pluck(),
     totals: db.prepare(`SELECT objects, bytes, stored_bytes AS storedBytes FROM tier_totals WHERE id = 1`),
     createIdentity: db.prepare(`INSERT OR IGNORE INTO identities (name, value) VALUES (?, ?)`),
@@ -365,6 +369,10 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
         const row = sql.totals.get() as { objects: number | bigint; bytes: number | bigint; storedBytes: number | bigint } | undefined;
         return { objects: Number(row?.objects ?? 0), bytes: Number(row?.bytes ?? 0), storedBytes: Number(row?.storedBytes ?? 0) };
       }),
+    count(from: string, upper: string | undefined) {
+      const row = indexed("counting", () => (upper === undefined ? sql.countFrom.get(from) : sql.countRange.get(from, upper))) as { n: bigint; bytes: bigint };
+      return { objects: Number(row.n), storedBytes: Number(row.bytes) };
+    },
     probe: () => void indexed("probing", () => db.prepare("SELECT 1").get()),
     /** Commits what waits for the next group commit, then closes the database. */
     close() {

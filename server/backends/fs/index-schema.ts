@@ -101,6 +101,20 @@ export const SCHEMA = `
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS uploads_expires_at ON uploads (expires_at);
   CREATE INDEX IF NOT EXISTS uploads_file ON uploads (file) WHERE file IS NOT NULL;
+  -- The disk cache of GCS objects (server/cache/disk/): one copy per key, its
+  -- bytes in disk-cache/blobs/. Written through its own connection.
+  CREATE TABLE IF NOT EXISTS disk_cache (
+    key TEXT PRIMARY KEY,            -- BINARY collation: byte order, as objects
+    generation INTEGER NOT NULL,     -- GCS's generation of the copy
+    record TEXT NOT NULL,            -- JSON of GCS's record (generation as a string)
+    stored_size INTEGER NOT NULL,
+    stored_crc32c INTEGER NOT NULL,  -- of the whole stored bytes
+    block_bytes INTEGER NOT NULL,
+    block_crcs BLOB NOT NULL,        -- CRC32C of each block_bytes block, 4 bytes big-endian each
+    blob TEXT NOT NULL,              -- file id under disk-cache/blobs/
+    last_access INTEGER NOT NULL     -- Unix ms, written lazily (LRU order across restarts)
+  );
+  CREATE INDEX IF NOT EXISTS disk_cache_blob ON disk_cache (blob);
 `;
 
 export interface UploadRow {

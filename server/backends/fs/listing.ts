@@ -12,8 +12,10 @@ import { successor } from "./key-range.js";
  * One page of a listing, by SQL range scans on the key index (never LIKE, whose
  * wildcards and case folding do not fit). With a delimiter, keys under a
  * rolled-up prefix P are skipped with one jump to the first key after P.
+ * `scanFor`'s statements take @from, @upper and @batch and return rows with a
+ * `key` (the objects table's by default; the disk cache lists its own table).
  */
-export function listPage(scanFor: ScanFor, opts: ListOptions, toRecord: (row: ObjectRow) => ObjectRecord): ListPage {
+export function listPage<Row extends { key: string } = ObjectRow>(scanFor: ScanFor, opts: ListOptions, toRecord: (row: Row) => ObjectRecord): ListPage {
   const prefix = opts.prefix ?? "";
   const { limit, delimiter, startAfter } = opts;
   if (!Number.isSafeInteger(limit) || limit < 1) throw invalidArgument("list limit must be a positive integer");
@@ -30,7 +32,7 @@ export function listPage(scanFor: ScanFor, opts: ListOptions, toRecord: (row: Ob
     inclusive = false;
   }
   const scan = (batch: number) =>
-    scanFor(inclusive, upper !== undefined).all({ from, upper: upper ?? null, batch }) as ObjectRow[];
+    scanFor(inclusive, upper !== undefined).all({ from, upper: upper ?? null, batch }) as Row[];
   let last: string | undefined;
   let end = false;
   while (!end && !full()) {

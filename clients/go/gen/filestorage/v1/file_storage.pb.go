@@ -129,6 +129,118 @@ func (Backend) EnumDescriptor() ([]byte, []int) {
 	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{1}
 }
 
+// VerifyTier names where a checked copy lives.
+type VerifyTier int32
+
+const (
+	VerifyTier_VERIFY_TIER_UNSPECIFIED VerifyTier = 0
+	// The local tier (writes waiting for replication; every object without GCS).
+	VerifyTier_VERIFY_TIER_LOCAL VerifyTier = 1
+	// The disk cache of GCS objects.
+	VerifyTier_VERIFY_TIER_DISK_CACHE VerifyTier = 2
+	// GCS itself (checked only with include_gcs).
+	VerifyTier_VERIFY_TIER_GCS VerifyTier = 3
+)
+
+// Enum value maps for VerifyTier.
+var (
+	VerifyTier_name = map[int32]string{
+		0: "VERIFY_TIER_UNSPECIFIED",
+		1: "VERIFY_TIER_LOCAL",
+		2: "VERIFY_TIER_DISK_CACHE",
+		3: "VERIFY_TIER_GCS",
+	}
+	VerifyTier_value = map[string]int32{
+		"VERIFY_TIER_UNSPECIFIED": 0,
+		"VERIFY_TIER_LOCAL":       1,
+		"VERIFY_TIER_DISK_CACHE":  2,
+		"VERIFY_TIER_GCS":         3,
+	}
+)
+
+func (x VerifyTier) Enum() *VerifyTier {
+	p := new(VerifyTier)
+	*p = x
+	return p
+}
+
+func (x VerifyTier) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VerifyTier) Descriptor() protoreflect.EnumDescriptor {
+	return file_filestorage_v1_file_storage_proto_enumTypes[2].Descriptor()
+}
+
+func (VerifyTier) Type() protoreflect.EnumType {
+	return &file_filestorage_v1_file_storage_proto_enumTypes[2]
+}
+
+func (x VerifyTier) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VerifyTier.Descriptor instead.
+func (VerifyTier) EnumDescriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{2}
+}
+
+// VerifyProblem says what is wrong with a copy.
+type VerifyProblem int32
+
+const (
+	VerifyProblem_VERIFY_PROBLEM_UNSPECIFIED VerifyProblem = 0
+	// Its bytes fail their size or CRC32C check, or are missing.
+	VerifyProblem_VERIFY_PROBLEM_CORRUPT VerifyProblem = 1
+	// Bytes no record names, or a disk-cache entry whose bytes are gone.
+	VerifyProblem_VERIFY_PROBLEM_ORPHAN VerifyProblem = 2
+	// It could not be checked (e.g. its encryption key is unknown).
+	VerifyProblem_VERIFY_PROBLEM_UNCHECKED VerifyProblem = 3
+)
+
+// Enum value maps for VerifyProblem.
+var (
+	VerifyProblem_name = map[int32]string{
+		0: "VERIFY_PROBLEM_UNSPECIFIED",
+		1: "VERIFY_PROBLEM_CORRUPT",
+		2: "VERIFY_PROBLEM_ORPHAN",
+		3: "VERIFY_PROBLEM_UNCHECKED",
+	}
+	VerifyProblem_value = map[string]int32{
+		"VERIFY_PROBLEM_UNSPECIFIED": 0,
+		"VERIFY_PROBLEM_CORRUPT":     1,
+		"VERIFY_PROBLEM_ORPHAN":      2,
+		"VERIFY_PROBLEM_UNCHECKED":   3,
+	}
+)
+
+func (x VerifyProblem) Enum() *VerifyProblem {
+	p := new(VerifyProblem)
+	*p = x
+	return p
+}
+
+func (x VerifyProblem) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VerifyProblem) Descriptor() protoreflect.EnumDescriptor {
+	return file_filestorage_v1_file_storage_proto_enumTypes[3].Descriptor()
+}
+
+func (VerifyProblem) Type() protoreflect.EnumType {
+	return &file_filestorage_v1_file_storage_proto_enumTypes[3]
+}
+
+func (x VerifyProblem) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VerifyProblem.Descriptor instead.
+func (VerifyProblem) EnumDescriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{3}
+}
+
 // ObjectInfo describes a stored object.
 type ObjectInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -152,8 +264,12 @@ type ObjectInfo struct {
 	CreatedAt          *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt          *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	ExpiresAt          *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// True when this is the daemon's disk-cache copy of a GCS object, served
+	// while GCS is unavailable (backend is then BACKEND_LOCAL): it may be older
+	// than GCS's copy if another daemon wrote the key meanwhile.
+	CachedCopy    bool `protobuf:"varint,16,opt,name=cached_copy,json=cachedCopy,proto3" json:"cached_copy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ObjectInfo) Reset() {
@@ -289,6 +405,13 @@ func (x *ObjectInfo) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *ObjectInfo) GetCachedCopy() bool {
+	if x != nil {
+		return x.CachedCopy
+	}
+	return false
 }
 
 type StoreRequest struct {
@@ -1373,7 +1496,11 @@ type ListKeysRequest struct {
 	// into prefixes.
 	Delimiter string `protobuf:"bytes,4,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
 	// Adds one ObjectInfo per key to objects.
-	IncludeInfo   bool `protobuf:"varint,5,opt,name=include_info,json=includeInfo,proto3" json:"include_info,omitempty"`
+	IncludeInfo bool `protobuf:"varint,5,opt,name=include_info,json=includeInfo,proto3" json:"include_info,omitempty"`
+	// While GCS is unavailable, answer with what the local tier knows (writes
+	// waiting for replication, disk-cache copies) and set partial, instead of
+	// failing UNAVAILABLE.
+	AllowPartial  bool `protobuf:"varint,6,opt,name=allow_partial,json=allowPartial,proto3" json:"allow_partial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1443,6 +1570,13 @@ func (x *ListKeysRequest) GetIncludeInfo() bool {
 	return false
 }
 
+func (x *ListKeysRequest) GetAllowPartial() bool {
+	if x != nil {
+		return x.AllowPartial
+	}
+	return false
+}
+
 type ListKeysResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Keys     []string               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
@@ -1450,6 +1584,9 @@ type ListKeysResponse struct {
 	// Empty on the last page.
 	NextPageToken string        `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	Objects       []*ObjectInfo `protobuf:"bytes,4,rep,name=objects,proto3" json:"objects,omitempty"`
+	// True when GCS was unavailable and allow_partial was set: the page holds
+	// only what the local tier knows, and keys only GCS holds are missing.
+	Partial       bool `protobuf:"varint,5,opt,name=partial,proto3" json:"partial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1510,6 +1647,13 @@ func (x *ListKeysResponse) GetObjects() []*ObjectInfo {
 		return x.Objects
 	}
 	return nil
+}
+
+func (x *ListKeysResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
 }
 
 type GetStatsRequest struct {
@@ -1638,9 +1782,15 @@ type GetStatsResponse struct {
 	UptimeSeconds           float64                `protobuf:"fixed64,17,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
 	Version                 string                 `protobuf:"bytes,18,opt,name=version,proto3" json:"version,omitempty"`
 	// Per-method counters.
-	Operations    []*OperationCount `protobuf:"bytes,19,rep,name=operations,proto3" json:"operations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Operations []*OperationCount `protobuf:"bytes,19,rep,name=operations,proto3" json:"operations,omitempty"`
+	// The disk cache of GCS objects: copies held, their stored bytes, and reads
+	// answered / not answered from it.
+	DiskCacheEntries int64 `protobuf:"varint,20,opt,name=disk_cache_entries,json=diskCacheEntries,proto3" json:"disk_cache_entries,omitempty"`
+	DiskCacheBytes   int64 `protobuf:"varint,21,opt,name=disk_cache_bytes,json=diskCacheBytes,proto3" json:"disk_cache_bytes,omitempty"`
+	DiskCacheHits    int64 `protobuf:"varint,22,opt,name=disk_cache_hits,json=diskCacheHits,proto3" json:"disk_cache_hits,omitempty"`
+	DiskCacheMisses  int64 `protobuf:"varint,23,opt,name=disk_cache_misses,json=diskCacheMisses,proto3" json:"disk_cache_misses,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
@@ -1806,6 +1956,472 @@ func (x *GetStatsResponse) GetOperations() []*OperationCount {
 	return nil
 }
 
+func (x *GetStatsResponse) GetDiskCacheEntries() int64 {
+	if x != nil {
+		return x.DiskCacheEntries
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetDiskCacheBytes() int64 {
+	if x != nil {
+		return x.DiskCacheBytes
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetDiskCacheHits() int64 {
+	if x != nil {
+		return x.DiskCacheHits
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetDiskCacheMisses() int64 {
+	if x != nil {
+		return x.DiskCacheMisses
+	}
+	return 0
+}
+
+type VerifyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only keys starting with this; orphaned bytes (which have no key) are
+	// reported only for the empty prefix.
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Also download every GCS object under the prefix and check it (a full
+	// read of them).
+	IncludeGcs bool `protobuf:"varint,2,opt,name=include_gcs,json=includeGcs,proto3" json:"include_gcs,omitempty"`
+	// Repair what a good copy elsewhere allows: re-fetch a bad disk-cache copy
+	// from GCS, retire a bad local copy whose write GCS holds intact, re-copy
+	// a bad GCS copy from an intact local one; remove orphans.
+	Repair        bool `protobuf:"varint,3,opt,name=repair,proto3" json:"repair,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequest) Reset() {
+	*x = VerifyRequest{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequest) ProtoMessage() {}
+
+func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyRequest) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *VerifyRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *VerifyRequest) GetIncludeGcs() bool {
+	if x != nil {
+		return x.IncludeGcs
+	}
+	return false
+}
+
+func (x *VerifyRequest) GetRepair() bool {
+	if x != nil {
+		return x.Repair
+	}
+	return false
+}
+
+type VerifyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Payload:
+	//
+	//	*VerifyResponse_Progress
+	//	*VerifyResponse_Finding
+	//	*VerifyResponse_Summary
+	Payload       isVerifyResponse_Payload `protobuf_oneof:"payload"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyResponse) Reset() {
+	*x = VerifyResponse{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResponse) ProtoMessage() {}
+
+func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyResponse) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *VerifyResponse) GetPayload() isVerifyResponse_Payload {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *VerifyResponse) GetProgress() *VerifyProgress {
+	if x != nil {
+		if x, ok := x.Payload.(*VerifyResponse_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
+func (x *VerifyResponse) GetFinding() *VerifyFinding {
+	if x != nil {
+		if x, ok := x.Payload.(*VerifyResponse_Finding); ok {
+			return x.Finding
+		}
+	}
+	return nil
+}
+
+func (x *VerifyResponse) GetSummary() *VerifySummary {
+	if x != nil {
+		if x, ok := x.Payload.(*VerifyResponse_Summary); ok {
+			return x.Summary
+		}
+	}
+	return nil
+}
+
+type isVerifyResponse_Payload interface {
+	isVerifyResponse_Payload()
+}
+
+type VerifyResponse_Progress struct {
+	// Sent now and then while copies are checked.
+	Progress *VerifyProgress `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type VerifyResponse_Finding struct {
+	// One per corrupt, orphaned or unchecked copy.
+	Finding *VerifyFinding `protobuf:"bytes,2,opt,name=finding,proto3,oneof"`
+}
+
+type VerifyResponse_Summary struct {
+	// Always the last message.
+	Summary *VerifySummary `protobuf:"bytes,3,opt,name=summary,proto3,oneof"`
+}
+
+func (*VerifyResponse_Progress) isVerifyResponse_Payload() {}
+
+func (*VerifyResponse_Finding) isVerifyResponse_Payload() {}
+
+func (*VerifyResponse_Summary) isVerifyResponse_Payload() {}
+
+type VerifyProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tier being checked now.
+	Tier VerifyTier `protobuf:"varint,1,opt,name=tier,proto3,enum=filestorage.v1.VerifyTier" json:"tier,omitempty"`
+	// Copies and stored bytes checked so far, over every tier.
+	CheckedCopies int64 `protobuf:"varint,2,opt,name=checked_copies,json=checkedCopies,proto3" json:"checked_copies,omitempty"`
+	CheckedBytes  int64 `protobuf:"varint,3,opt,name=checked_bytes,json=checkedBytes,proto3" json:"checked_bytes,omitempty"`
+	// Copies and stored bytes to check on the tiers whose size is known
+	// (the local tier and the disk cache; GCS adds to it as it is listed).
+	TotalCopies   int64 `protobuf:"varint,4,opt,name=total_copies,json=totalCopies,proto3" json:"total_copies,omitempty"`
+	TotalBytes    int64 `protobuf:"varint,5,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyProgress) Reset() {
+	*x = VerifyProgress{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyProgress) ProtoMessage() {}
+
+func (x *VerifyProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyProgress.ProtoReflect.Descriptor instead.
+func (*VerifyProgress) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *VerifyProgress) GetTier() VerifyTier {
+	if x != nil {
+		return x.Tier
+	}
+	return VerifyTier_VERIFY_TIER_UNSPECIFIED
+}
+
+func (x *VerifyProgress) GetCheckedCopies() int64 {
+	if x != nil {
+		return x.CheckedCopies
+	}
+	return 0
+}
+
+func (x *VerifyProgress) GetCheckedBytes() int64 {
+	if x != nil {
+		return x.CheckedBytes
+	}
+	return 0
+}
+
+func (x *VerifyProgress) GetTotalCopies() int64 {
+	if x != nil {
+		return x.TotalCopies
+	}
+	return 0
+}
+
+func (x *VerifyProgress) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+type VerifyFinding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tier  VerifyTier             `protobuf:"varint,1,opt,name=tier,proto3,enum=filestorage.v1.VerifyTier" json:"tier,omitempty"`
+	// Empty for orphaned bytes.
+	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// The checked copy's generation on its tier; 0 for orphaned bytes.
+	Generation int64         `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	Problem    VerifyProblem `protobuf:"varint,4,opt,name=problem,proto3,enum=filestorage.v1.VerifyProblem" json:"problem,omitempty"`
+	// What failed, e.g. "block 3 of 8 fails its CRC32C".
+	Detail string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	// True when the copy was repaired (or, for an orphan, removed).
+	Repaired bool `protobuf:"varint,6,opt,name=repaired,proto3" json:"repaired,omitempty"`
+	// How, e.g. "re-fetched from GCS"; empty when not repaired.
+	Repair        string `protobuf:"bytes,7,opt,name=repair,proto3" json:"repair,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyFinding) Reset() {
+	*x = VerifyFinding{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyFinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyFinding) ProtoMessage() {}
+
+func (x *VerifyFinding) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyFinding.ProtoReflect.Descriptor instead.
+func (*VerifyFinding) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *VerifyFinding) GetTier() VerifyTier {
+	if x != nil {
+		return x.Tier
+	}
+	return VerifyTier_VERIFY_TIER_UNSPECIFIED
+}
+
+func (x *VerifyFinding) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *VerifyFinding) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *VerifyFinding) GetProblem() VerifyProblem {
+	if x != nil {
+		return x.Problem
+	}
+	return VerifyProblem_VERIFY_PROBLEM_UNSPECIFIED
+}
+
+func (x *VerifyFinding) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *VerifyFinding) GetRepaired() bool {
+	if x != nil {
+		return x.Repaired
+	}
+	return false
+}
+
+func (x *VerifyFinding) GetRepair() string {
+	if x != nil {
+		return x.Repair
+	}
+	return ""
+}
+
+type VerifySummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CheckedCopies int64                  `protobuf:"varint,1,opt,name=checked_copies,json=checkedCopies,proto3" json:"checked_copies,omitempty"`
+	CheckedBytes  int64                  `protobuf:"varint,2,opt,name=checked_bytes,json=checkedBytes,proto3" json:"checked_bytes,omitempty"`
+	Corrupt       int64                  `protobuf:"varint,3,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
+	Orphans       int64                  `protobuf:"varint,4,opt,name=orphans,proto3" json:"orphans,omitempty"`
+	Unchecked     int64                  `protobuf:"varint,5,opt,name=unchecked,proto3" json:"unchecked,omitempty"`
+	// Findings repaired (corrupt copies replaced, orphans removed).
+	Repaired      int64   `protobuf:"varint,6,opt,name=repaired,proto3" json:"repaired,omitempty"`
+	Seconds       float64 `protobuf:"fixed64,7,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifySummary) Reset() {
+	*x = VerifySummary{}
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifySummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifySummary) ProtoMessage() {}
+
+func (x *VerifySummary) ProtoReflect() protoreflect.Message {
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifySummary.ProtoReflect.Descriptor instead.
+func (*VerifySummary) Descriptor() ([]byte, []int) {
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *VerifySummary) GetCheckedCopies() int64 {
+	if x != nil {
+		return x.CheckedCopies
+	}
+	return 0
+}
+
+func (x *VerifySummary) GetCheckedBytes() int64 {
+	if x != nil {
+		return x.CheckedBytes
+	}
+	return 0
+}
+
+func (x *VerifySummary) GetCorrupt() int64 {
+	if x != nil {
+		return x.Corrupt
+	}
+	return 0
+}
+
+func (x *VerifySummary) GetOrphans() int64 {
+	if x != nil {
+		return x.Orphans
+	}
+	return 0
+}
+
+func (x *VerifySummary) GetUnchecked() int64 {
+	if x != nil {
+		return x.Unchecked
+	}
+	return 0
+}
+
+func (x *VerifySummary) GetRepaired() int64 {
+	if x != nil {
+		return x.Repaired
+	}
+	return 0
+}
+
+func (x *VerifySummary) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
 type GetUsageRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Keys starting with it; empty = every key.
@@ -1821,7 +2437,7 @@ type GetUsageRequest struct {
 
 func (x *GetUsageRequest) Reset() {
 	*x = GetUsageRequest{}
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[24]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +2449,7 @@ func (x *GetUsageRequest) String() string {
 func (*GetUsageRequest) ProtoMessage() {}
 
 func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[24]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +2462,7 @@ func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
 func (*GetUsageRequest) Descriptor() ([]byte, []int) {
-	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{24}
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetUsageRequest) GetPrefix() string {
@@ -1889,7 +2505,7 @@ type GetUsageResponse struct {
 
 func (x *GetUsageResponse) Reset() {
 	*x = GetUsageResponse{}
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[25]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2517,7 @@ func (x *GetUsageResponse) String() string {
 func (*GetUsageResponse) ProtoMessage() {}
 
 func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[25]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2530,7 @@ func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
 func (*GetUsageResponse) Descriptor() ([]byte, []int) {
-	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{25}
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetUsageResponse) GetObjectCount() int64 {
@@ -1963,7 +2579,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[26]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2591,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[26]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2604,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{26}
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FlushRequest) GetTimeoutSeconds() float64 {
@@ -2017,7 +2633,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[27]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2029,7 +2645,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[27]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2042,7 +2658,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{27}
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FlushResponse) GetPending() int64 {
@@ -2089,7 +2705,7 @@ type QueryUploadRequest struct {
 
 func (x *QueryUploadRequest) Reset() {
 	*x = QueryUploadRequest{}
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[28]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2717,7 @@ func (x *QueryUploadRequest) String() string {
 func (*QueryUploadRequest) ProtoMessage() {}
 
 func (x *QueryUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[28]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2730,7 @@ func (x *QueryUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryUploadRequest.ProtoReflect.Descriptor instead.
 func (*QueryUploadRequest) Descriptor() ([]byte, []int) {
-	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{28}
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueryUploadRequest) GetUploadId() string {
@@ -2142,7 +2758,7 @@ type QueryUploadResponse struct {
 
 func (x *QueryUploadResponse) Reset() {
 	*x = QueryUploadResponse{}
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[29]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2770,7 @@ func (x *QueryUploadResponse) String() string {
 func (*QueryUploadResponse) ProtoMessage() {}
 
 func (x *QueryUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_filestorage_v1_file_storage_proto_msgTypes[29]
+	mi := &file_filestorage_v1_file_storage_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2783,7 @@ func (x *QueryUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryUploadResponse.ProtoReflect.Descriptor instead.
 func (*QueryUploadResponse) Descriptor() ([]byte, []int) {
-	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{29}
+	return file_filestorage_v1_file_storage_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *QueryUploadResponse) GetCommittedSize() int64 {
@@ -2202,7 +2818,7 @@ var File_filestorage_v1_file_storage_proto protoreflect.FileDescriptor
 
 const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\n" +
-	"!filestorage/v1/file_storage.proto\x12\x0efilestorage.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x04\n" +
+	"!filestorage/v1/file_storage.proto\x12\x0efilestorage.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x05\n" +
 	"\n" +
 	"ObjectInfo\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
@@ -2228,7 +2844,9 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xc2\x02\n" +
+	"expires_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1f\n" +
+	"\vcached_copy\x18\x10 \x01(\bR\n" +
+	"cachedCopy\"\xc2\x02\n" +
 	"\fStoreRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12,\n" +
@@ -2299,19 +2917,21 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"9\n" +
 	"\x12DeleteManyResponse\x12#\n" +
-	"\rdeleted_count\x18\x01 \x01(\x03R\fdeletedCount\"\x9f\x01\n" +
+	"\rdeleted_count\x18\x01 \x01(\x03R\fdeletedCount\"\xc4\x01\n" +
 	"\x0fListKeysRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x1c\n" +
 	"\tdelimiter\x18\x04 \x01(\tR\tdelimiter\x12!\n" +
-	"\finclude_info\x18\x05 \x01(\bR\vincludeInfo\"\xa0\x01\n" +
+	"\finclude_info\x18\x05 \x01(\bR\vincludeInfo\x12#\n" +
+	"\rallow_partial\x18\x06 \x01(\bR\fallowPartial\"\xba\x01\n" +
 	"\x10ListKeysResponse\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\x1a\n" +
 	"\bprefixes\x18\x02 \x03(\tR\bprefixes\x12&\n" +
 	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x124\n" +
-	"\aobjects\x18\x04 \x03(\v2\x1a.filestorage.v1.ObjectInfoR\aobjects\"\x11\n" +
+	"\aobjects\x18\x04 \x03(\v2\x1a.filestorage.v1.ObjectInfoR\aobjects\x12\x18\n" +
+	"\apartial\x18\x05 \x01(\bR\apartial\"\x11\n" +
 	"\x0fGetStatsRequest\"v\n" +
 	"\x0eOperationCount\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x14\n" +
@@ -2319,7 +2939,7 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\n" +
 	"successful\x18\x03 \x01(\x03R\n" +
 	"successful\x12\x16\n" +
-	"\x06failed\x18\x04 \x01(\x03R\x06failed\"\xd4\x06\n" +
+	"\x06failed\x18\x04 \x01(\x03R\x06failed\"\x80\b\n" +
 	"\x10GetStatsResponse\x12 \n" +
 	"\vinitialized\x18\x01 \x01(\bR\vinitialized\x12#\n" +
 	"\rgcs_available\x18\x02 \x01(\bR\fgcsAvailable\x124\n" +
@@ -2344,7 +2964,46 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\aversion\x18\x12 \x01(\tR\aversion\x12>\n" +
 	"\n" +
 	"operations\x18\x13 \x03(\v2\x1e.filestorage.v1.OperationCountR\n" +
-	"operations\"i\n" +
+	"operations\x12,\n" +
+	"\x12disk_cache_entries\x18\x14 \x01(\x03R\x10diskCacheEntries\x12(\n" +
+	"\x10disk_cache_bytes\x18\x15 \x01(\x03R\x0ediskCacheBytes\x12&\n" +
+	"\x0fdisk_cache_hits\x18\x16 \x01(\x03R\rdiskCacheHits\x12*\n" +
+	"\x11disk_cache_misses\x18\x17 \x01(\x03R\x0fdiskCacheMisses\"`\n" +
+	"\rVerifyRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1f\n" +
+	"\vinclude_gcs\x18\x02 \x01(\bR\n" +
+	"includeGcs\x12\x16\n" +
+	"\x06repair\x18\x03 \x01(\bR\x06repair\"\xcf\x01\n" +
+	"\x0eVerifyResponse\x12<\n" +
+	"\bprogress\x18\x01 \x01(\v2\x1e.filestorage.v1.VerifyProgressH\x00R\bprogress\x129\n" +
+	"\afinding\x18\x02 \x01(\v2\x1d.filestorage.v1.VerifyFindingH\x00R\afinding\x129\n" +
+	"\asummary\x18\x03 \x01(\v2\x1d.filestorage.v1.VerifySummaryH\x00R\asummaryB\t\n" +
+	"\apayload\"\xd0\x01\n" +
+	"\x0eVerifyProgress\x12.\n" +
+	"\x04tier\x18\x01 \x01(\x0e2\x1a.filestorage.v1.VerifyTierR\x04tier\x12%\n" +
+	"\x0echecked_copies\x18\x02 \x01(\x03R\rcheckedCopies\x12#\n" +
+	"\rchecked_bytes\x18\x03 \x01(\x03R\fcheckedBytes\x12!\n" +
+	"\ftotal_copies\x18\x04 \x01(\x03R\vtotalCopies\x12\x1f\n" +
+	"\vtotal_bytes\x18\x05 \x01(\x03R\n" +
+	"totalBytes\"\xf6\x01\n" +
+	"\rVerifyFinding\x12.\n" +
+	"\x04tier\x18\x01 \x01(\x0e2\x1a.filestorage.v1.VerifyTierR\x04tier\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x03R\n" +
+	"generation\x127\n" +
+	"\aproblem\x18\x04 \x01(\x0e2\x1d.filestorage.v1.VerifyProblemR\aproblem\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\x12\x1a\n" +
+	"\brepaired\x18\x06 \x01(\bR\brepaired\x12\x16\n" +
+	"\x06repair\x18\a \x01(\tR\x06repair\"\xe3\x01\n" +
+	"\rVerifySummary\x12%\n" +
+	"\x0echecked_copies\x18\x01 \x01(\x03R\rcheckedCopies\x12#\n" +
+	"\rchecked_bytes\x18\x02 \x01(\x03R\fcheckedBytes\x12\x18\n" +
+	"\acorrupt\x18\x03 \x01(\x03R\acorrupt\x12\x18\n" +
+	"\aorphans\x18\x04 \x01(\x03R\aorphans\x12\x1c\n" +
+	"\tunchecked\x18\x05 \x01(\x03R\tunchecked\x12\x1a\n" +
+	"\brepaired\x18\x06 \x01(\x03R\brepaired\x12\x18\n" +
+	"\aseconds\x18\a \x01(\x01R\aseconds\"i\n" +
 	"\x0fGetUsageRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1d\n" +
 	"\n" +
@@ -2386,7 +3045,18 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\aBackend\x12\x17\n" +
 	"\x13BACKEND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBACKEND_GCS\x10\x01\x12\x11\n" +
-	"\rBACKEND_LOCAL\x10\x022\x9d\b\n" +
+	"\rBACKEND_LOCAL\x10\x02*q\n" +
+	"\n" +
+	"VerifyTier\x12\x1b\n" +
+	"\x17VERIFY_TIER_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11VERIFY_TIER_LOCAL\x10\x01\x12\x1a\n" +
+	"\x16VERIFY_TIER_DISK_CACHE\x10\x02\x12\x13\n" +
+	"\x0fVERIFY_TIER_GCS\x10\x03*\x84\x01\n" +
+	"\rVerifyProblem\x12\x1e\n" +
+	"\x1aVERIFY_PROBLEM_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16VERIFY_PROBLEM_CORRUPT\x10\x01\x12\x19\n" +
+	"\x15VERIFY_PROBLEM_ORPHAN\x10\x02\x12\x1c\n" +
+	"\x18VERIFY_PROBLEM_UNCHECKED\x10\x032\xe8\b\n" +
 	"\x12FileStorageService\x12D\n" +
 	"\x05Store\x12\x1c.filestorage.v1.StoreRequest\x1a\x1d.filestorage.v1.StoreResponse\x12X\n" +
 	"\vStoreStream\x12\".filestorage.v1.StoreStreamRequest\x1a#.filestorage.v1.StoreStreamResponse(\x01\x12M\n" +
@@ -2401,7 +3071,8 @@ const file_filestorage_v1_file_storage_proto_rawDesc = "" +
 	"\bGetStats\x12\x1f.filestorage.v1.GetStatsRequest\x1a .filestorage.v1.GetStatsResponse\x12M\n" +
 	"\bGetUsage\x12\x1f.filestorage.v1.GetUsageRequest\x1a .filestorage.v1.GetUsageResponse\x12F\n" +
 	"\x05Flush\x12\x1c.filestorage.v1.FlushRequest\x1a\x1d.filestorage.v1.FlushResponse0\x01\x12V\n" +
-	"\vQueryUpload\x12\".filestorage.v1.QueryUploadRequest\x1a#.filestorage.v1.QueryUploadResponseBPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
+	"\vQueryUpload\x12\".filestorage.v1.QueryUploadRequest\x1a#.filestorage.v1.QueryUploadResponse\x12I\n" +
+	"\x06Verify\x12\x1d.filestorage.v1.VerifyRequest\x1a\x1e.filestorage.v1.VerifyResponse0\x01BPZNgithub.com/filestorage/filestorage/clients/go/gen/filestorage/v1;filestoragev1b\x06proto3"
 
 var (
 	file_filestorage_v1_file_storage_proto_rawDescOnce sync.Once
@@ -2415,99 +3086,114 @@ func file_filestorage_v1_file_storage_proto_rawDescGZIP() []byte {
 	return file_filestorage_v1_file_storage_proto_rawDescData
 }
 
-var file_filestorage_v1_file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_filestorage_v1_file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_filestorage_v1_file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_filestorage_v1_file_storage_proto_goTypes = []any{
 	(DataKind)(0),                  // 0: filestorage.v1.DataKind
 	(Backend)(0),                   // 1: filestorage.v1.Backend
-	(*ObjectInfo)(nil),             // 2: filestorage.v1.ObjectInfo
-	(*StoreRequest)(nil),           // 3: filestorage.v1.StoreRequest
-	(*StoreResponse)(nil),          // 4: filestorage.v1.StoreResponse
-	(*StoreStreamRequest)(nil),     // 5: filestorage.v1.StoreStreamRequest
-	(*StoreStreamHeader)(nil),      // 6: filestorage.v1.StoreStreamHeader
-	(*StoreStreamTrailer)(nil),     // 7: filestorage.v1.StoreStreamTrailer
-	(*StoreStreamResponse)(nil),    // 8: filestorage.v1.StoreStreamResponse
-	(*RetrieveRequest)(nil),        // 9: filestorage.v1.RetrieveRequest
-	(*RetrieveResponse)(nil),       // 10: filestorage.v1.RetrieveResponse
-	(*RetrieveStreamRequest)(nil),  // 11: filestorage.v1.RetrieveStreamRequest
-	(*RetrieveStreamResponse)(nil), // 12: filestorage.v1.RetrieveStreamResponse
-	(*StatRequest)(nil),            // 13: filestorage.v1.StatRequest
-	(*StatResponse)(nil),           // 14: filestorage.v1.StatResponse
-	(*ExistsRequest)(nil),          // 15: filestorage.v1.ExistsRequest
-	(*ExistsResponse)(nil),         // 16: filestorage.v1.ExistsResponse
-	(*DeleteRequest)(nil),          // 17: filestorage.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 18: filestorage.v1.DeleteResponse
-	(*DeleteManyRequest)(nil),      // 19: filestorage.v1.DeleteManyRequest
-	(*DeleteManyResponse)(nil),     // 20: filestorage.v1.DeleteManyResponse
-	(*ListKeysRequest)(nil),        // 21: filestorage.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),       // 22: filestorage.v1.ListKeysResponse
-	(*GetStatsRequest)(nil),        // 23: filestorage.v1.GetStatsRequest
-	(*OperationCount)(nil),         // 24: filestorage.v1.OperationCount
-	(*GetStatsResponse)(nil),       // 25: filestorage.v1.GetStatsResponse
-	(*GetUsageRequest)(nil),        // 26: filestorage.v1.GetUsageRequest
-	(*GetUsageResponse)(nil),       // 27: filestorage.v1.GetUsageResponse
-	(*FlushRequest)(nil),           // 28: filestorage.v1.FlushRequest
-	(*FlushResponse)(nil),          // 29: filestorage.v1.FlushResponse
-	(*QueryUploadRequest)(nil),     // 30: filestorage.v1.QueryUploadRequest
-	(*QueryUploadResponse)(nil),    // 31: filestorage.v1.QueryUploadResponse
-	(*structpb.Struct)(nil),        // 32: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 33: google.protobuf.Timestamp
+	(VerifyTier)(0),                // 2: filestorage.v1.VerifyTier
+	(VerifyProblem)(0),             // 3: filestorage.v1.VerifyProblem
+	(*ObjectInfo)(nil),             // 4: filestorage.v1.ObjectInfo
+	(*StoreRequest)(nil),           // 5: filestorage.v1.StoreRequest
+	(*StoreResponse)(nil),          // 6: filestorage.v1.StoreResponse
+	(*StoreStreamRequest)(nil),     // 7: filestorage.v1.StoreStreamRequest
+	(*StoreStreamHeader)(nil),      // 8: filestorage.v1.StoreStreamHeader
+	(*StoreStreamTrailer)(nil),     // 9: filestorage.v1.StoreStreamTrailer
+	(*StoreStreamResponse)(nil),    // 10: filestorage.v1.StoreStreamResponse
+	(*RetrieveRequest)(nil),        // 11: filestorage.v1.RetrieveRequest
+	(*RetrieveResponse)(nil),       // 12: filestorage.v1.RetrieveResponse
+	(*RetrieveStreamRequest)(nil),  // 13: filestorage.v1.RetrieveStreamRequest
+	(*RetrieveStreamResponse)(nil), // 14: filestorage.v1.RetrieveStreamResponse
+	(*StatRequest)(nil),            // 15: filestorage.v1.StatRequest
+	(*StatResponse)(nil),           // 16: filestorage.v1.StatResponse
+	(*ExistsRequest)(nil),          // 17: filestorage.v1.ExistsRequest
+	(*ExistsResponse)(nil),         // 18: filestorage.v1.ExistsResponse
+	(*DeleteRequest)(nil),          // 19: filestorage.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 20: filestorage.v1.DeleteResponse
+	(*DeleteManyRequest)(nil),      // 21: filestorage.v1.DeleteManyRequest
+	(*DeleteManyResponse)(nil),     // 22: filestorage.v1.DeleteManyResponse
+	(*ListKeysRequest)(nil),        // 23: filestorage.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),       // 24: filestorage.v1.ListKeysResponse
+	(*GetStatsRequest)(nil),        // 25: filestorage.v1.GetStatsRequest
+	(*OperationCount)(nil),         // 26: filestorage.v1.OperationCount
+	(*GetStatsResponse)(nil),       // 27: filestorage.v1.GetStatsResponse
+	(*VerifyRequest)(nil),          // 28: filestorage.v1.VerifyRequest
+	(*VerifyResponse)(nil),         // 29: filestorage.v1.VerifyResponse
+	(*VerifyProgress)(nil),         // 30: filestorage.v1.VerifyProgress
+	(*VerifyFinding)(nil),          // 31: filestorage.v1.VerifyFinding
+	(*VerifySummary)(nil),          // 32: filestorage.v1.VerifySummary
+	(*GetUsageRequest)(nil),        // 33: filestorage.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),       // 34: filestorage.v1.GetUsageResponse
+	(*FlushRequest)(nil),           // 35: filestorage.v1.FlushRequest
+	(*FlushResponse)(nil),          // 36: filestorage.v1.FlushResponse
+	(*QueryUploadRequest)(nil),     // 37: filestorage.v1.QueryUploadRequest
+	(*QueryUploadResponse)(nil),    // 38: filestorage.v1.QueryUploadResponse
+	(*structpb.Struct)(nil),        // 39: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),  // 40: google.protobuf.Timestamp
 }
 var file_filestorage_v1_file_storage_proto_depIdxs = []int32{
 	0,  // 0: filestorage.v1.ObjectInfo.kind:type_name -> filestorage.v1.DataKind
-	32, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
+	39, // 1: filestorage.v1.ObjectInfo.metadata:type_name -> google.protobuf.Struct
 	1,  // 2: filestorage.v1.ObjectInfo.backend:type_name -> filestorage.v1.Backend
-	33, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
-	33, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
-	33, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
+	40, // 3: filestorage.v1.ObjectInfo.created_at:type_name -> google.protobuf.Timestamp
+	40, // 4: filestorage.v1.ObjectInfo.updated_at:type_name -> google.protobuf.Timestamp
+	40, // 5: filestorage.v1.ObjectInfo.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: filestorage.v1.StoreRequest.kind:type_name -> filestorage.v1.DataKind
-	32, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
-	33, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 9: filestorage.v1.StoreResponse.object:type_name -> filestorage.v1.ObjectInfo
-	6,  // 10: filestorage.v1.StoreStreamRequest.header:type_name -> filestorage.v1.StoreStreamHeader
-	7,  // 11: filestorage.v1.StoreStreamRequest.trailer:type_name -> filestorage.v1.StoreStreamTrailer
+	39, // 7: filestorage.v1.StoreRequest.metadata:type_name -> google.protobuf.Struct
+	40, // 8: filestorage.v1.StoreRequest.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 9: filestorage.v1.StoreResponse.object:type_name -> filestorage.v1.ObjectInfo
+	8,  // 10: filestorage.v1.StoreStreamRequest.header:type_name -> filestorage.v1.StoreStreamHeader
+	9,  // 11: filestorage.v1.StoreStreamRequest.trailer:type_name -> filestorage.v1.StoreStreamTrailer
 	0,  // 12: filestorage.v1.StoreStreamHeader.kind:type_name -> filestorage.v1.DataKind
-	32, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
-	33, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 15: filestorage.v1.StoreStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
-	2,  // 16: filestorage.v1.RetrieveResponse.object:type_name -> filestorage.v1.ObjectInfo
-	2,  // 17: filestorage.v1.RetrieveStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
-	2,  // 18: filestorage.v1.StatResponse.object:type_name -> filestorage.v1.ObjectInfo
-	2,  // 19: filestorage.v1.ListKeysResponse.objects:type_name -> filestorage.v1.ObjectInfo
-	24, // 20: filestorage.v1.GetStatsResponse.operations:type_name -> filestorage.v1.OperationCount
-	2,  // 21: filestorage.v1.QueryUploadResponse.object:type_name -> filestorage.v1.ObjectInfo
-	33, // 22: filestorage.v1.QueryUploadResponse.expires_at:type_name -> google.protobuf.Timestamp
-	3,  // 23: filestorage.v1.FileStorageService.Store:input_type -> filestorage.v1.StoreRequest
-	5,  // 24: filestorage.v1.FileStorageService.StoreStream:input_type -> filestorage.v1.StoreStreamRequest
-	9,  // 25: filestorage.v1.FileStorageService.Retrieve:input_type -> filestorage.v1.RetrieveRequest
-	11, // 26: filestorage.v1.FileStorageService.RetrieveStream:input_type -> filestorage.v1.RetrieveStreamRequest
-	13, // 27: filestorage.v1.FileStorageService.Stat:input_type -> filestorage.v1.StatRequest
-	15, // 28: filestorage.v1.FileStorageService.Exists:input_type -> filestorage.v1.ExistsRequest
-	17, // 29: filestorage.v1.FileStorageService.Delete:input_type -> filestorage.v1.DeleteRequest
-	19, // 30: filestorage.v1.FileStorageService.DeleteMany:input_type -> filestorage.v1.DeleteManyRequest
-	21, // 31: filestorage.v1.FileStorageService.ListKeys:input_type -> filestorage.v1.ListKeysRequest
-	23, // 32: filestorage.v1.FileStorageService.GetStats:input_type -> filestorage.v1.GetStatsRequest
-	26, // 33: filestorage.v1.FileStorageService.GetUsage:input_type -> filestorage.v1.GetUsageRequest
-	28, // 34: filestorage.v1.FileStorageService.Flush:input_type -> filestorage.v1.FlushRequest
-	30, // 35: filestorage.v1.FileStorageService.QueryUpload:input_type -> filestorage.v1.QueryUploadRequest
-	4,  // 36: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
-	8,  // 37: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
-	10, // 38: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
-	12, // 39: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
-	14, // 40: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
-	16, // 41: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
-	18, // 42: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
-	20, // 43: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
-	22, // 44: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
-	25, // 45: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
-	27, // 46: filestorage.v1.FileStorageService.GetUsage:output_type -> filestorage.v1.GetUsageResponse
-	29, // 47: filestorage.v1.FileStorageService.Flush:output_type -> filestorage.v1.FlushResponse
-	31, // 48: filestorage.v1.FileStorageService.QueryUpload:output_type -> filestorage.v1.QueryUploadResponse
-	36, // [36:49] is the sub-list for method output_type
-	23, // [23:36] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	39, // 13: filestorage.v1.StoreStreamHeader.metadata:type_name -> google.protobuf.Struct
+	40, // 14: filestorage.v1.StoreStreamHeader.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 15: filestorage.v1.StoreStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
+	4,  // 16: filestorage.v1.RetrieveResponse.object:type_name -> filestorage.v1.ObjectInfo
+	4,  // 17: filestorage.v1.RetrieveStreamResponse.object:type_name -> filestorage.v1.ObjectInfo
+	4,  // 18: filestorage.v1.StatResponse.object:type_name -> filestorage.v1.ObjectInfo
+	4,  // 19: filestorage.v1.ListKeysResponse.objects:type_name -> filestorage.v1.ObjectInfo
+	26, // 20: filestorage.v1.GetStatsResponse.operations:type_name -> filestorage.v1.OperationCount
+	30, // 21: filestorage.v1.VerifyResponse.progress:type_name -> filestorage.v1.VerifyProgress
+	31, // 22: filestorage.v1.VerifyResponse.finding:type_name -> filestorage.v1.VerifyFinding
+	32, // 23: filestorage.v1.VerifyResponse.summary:type_name -> filestorage.v1.VerifySummary
+	2,  // 24: filestorage.v1.VerifyProgress.tier:type_name -> filestorage.v1.VerifyTier
+	2,  // 25: filestorage.v1.VerifyFinding.tier:type_name -> filestorage.v1.VerifyTier
+	3,  // 26: filestorage.v1.VerifyFinding.problem:type_name -> filestorage.v1.VerifyProblem
+	4,  // 27: filestorage.v1.QueryUploadResponse.object:type_name -> filestorage.v1.ObjectInfo
+	40, // 28: filestorage.v1.QueryUploadResponse.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 29: filestorage.v1.FileStorageService.Store:input_type -> filestorage.v1.StoreRequest
+	7,  // 30: filestorage.v1.FileStorageService.StoreStream:input_type -> filestorage.v1.StoreStreamRequest
+	11, // 31: filestorage.v1.FileStorageService.Retrieve:input_type -> filestorage.v1.RetrieveRequest
+	13, // 32: filestorage.v1.FileStorageService.RetrieveStream:input_type -> filestorage.v1.RetrieveStreamRequest
+	15, // 33: filestorage.v1.FileStorageService.Stat:input_type -> filestorage.v1.StatRequest
+	17, // 34: filestorage.v1.FileStorageService.Exists:input_type -> filestorage.v1.ExistsRequest
+	19, // 35: filestorage.v1.FileStorageService.Delete:input_type -> filestorage.v1.DeleteRequest
+	21, // 36: filestorage.v1.FileStorageService.DeleteMany:input_type -> filestorage.v1.DeleteManyRequest
+	23, // 37: filestorage.v1.FileStorageService.ListKeys:input_type -> filestorage.v1.ListKeysRequest
+	25, // 38: filestorage.v1.FileStorageService.GetStats:input_type -> filestorage.v1.GetStatsRequest
+	33, // 39: filestorage.v1.FileStorageService.GetUsage:input_type -> filestorage.v1.GetUsageRequest
+	35, // 40: filestorage.v1.FileStorageService.Flush:input_type -> filestorage.v1.FlushRequest
+	37, // 41: filestorage.v1.FileStorageService.QueryUpload:input_type -> filestorage.v1.QueryUploadRequest
+	28, // 42: filestorage.v1.FileStorageService.Verify:input_type -> filestorage.v1.VerifyRequest
+	6,  // 43: filestorage.v1.FileStorageService.Store:output_type -> filestorage.v1.StoreResponse
+	10, // 44: filestorage.v1.FileStorageService.StoreStream:output_type -> filestorage.v1.StoreStreamResponse
+	12, // 45: filestorage.v1.FileStorageService.Retrieve:output_type -> filestorage.v1.RetrieveResponse
+	14, // 46: filestorage.v1.FileStorageService.RetrieveStream:output_type -> filestorage.v1.RetrieveStreamResponse
+	16, // 47: filestorage.v1.FileStorageService.Stat:output_type -> filestorage.v1.StatResponse
+	18, // 48: filestorage.v1.FileStorageService.Exists:output_type -> filestorage.v1.ExistsResponse
+	20, // 49: filestorage.v1.FileStorageService.Delete:output_type -> filestorage.v1.DeleteResponse
+	22, // 50: filestorage.v1.FileStorageService.DeleteMany:output_type -> filestorage.v1.DeleteManyResponse
+	24, // 51: filestorage.v1.FileStorageService.ListKeys:output_type -> filestorage.v1.ListKeysResponse
+	27, // 52: filestorage.v1.FileStorageService.GetStats:output_type -> filestorage.v1.GetStatsResponse
+	34, // 53: filestorage.v1.FileStorageService.GetUsage:output_type -> filestorage.v1.GetUsageResponse
+	36, // 54: filestorage.v1.FileStorageService.Flush:output_type -> filestorage.v1.FlushResponse
+	38, // 55: filestorage.v1.FileStorageService.QueryUpload:output_type -> filestorage.v1.QueryUploadResponse
+	29, // 56: filestorage.v1.FileStorageService.Verify:output_type -> filestorage.v1.VerifyResponse
+	43, // [43:57] is the sub-list for method output_type
+	29, // [29:43] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_filestorage_v1_file_storage_proto_init() }
@@ -2529,14 +3215,19 @@ func file_filestorage_v1_file_storage_proto_init() {
 		(*RetrieveStreamResponse_Chunk)(nil),
 	}
 	file_filestorage_v1_file_storage_proto_msgTypes[15].OneofWrappers = []any{}
-	file_filestorage_v1_file_storage_proto_msgTypes[26].OneofWrappers = []any{}
+	file_filestorage_v1_file_storage_proto_msgTypes[25].OneofWrappers = []any{
+		(*VerifyResponse_Progress)(nil),
+		(*VerifyResponse_Finding)(nil),
+		(*VerifyResponse_Summary)(nil),
+	}
+	file_filestorage_v1_file_storage_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_filestorage_v1_file_storage_proto_rawDesc), len(file_filestorage_v1_file_storage_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   30,
+			NumEnums:      4,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	FileStorageService_GetUsage_FullMethodName       = "/filestorage.v1.FileStorageService/GetUsage"
 	FileStorageService_Flush_FullMethodName          = "/filestorage.v1.FileStorageService/Flush"
 	FileStorageService_QueryUpload_FullMethodName    = "/filestorage.v1.FileStorageService/QueryUpload"
+	FileStorageService_Verify_FullMethodName         = "/filestorage.v1.FileStorageService/Verify"
 )
 
 // FileStorageServiceClient is the client API for FileStorageService service.
@@ -80,6 +81,12 @@ type FileStorageServiceClient interface {
 	// upload_id) the daemon holds durably, and its object once complete.
 	// NOT_FOUND for an unknown or expired upload id.
 	QueryUpload(ctx context.Context, in *QueryUploadRequest, opts ...grpc.CallOption) (*QueryUploadResponse, error)
+	// Verify re-reads stored copies (the local tier, the disk cache of GCS
+	// objects and, when asked, GCS itself) and checks their size and CRC32C,
+	// streaming progress and one message per corrupt or orphaned copy, then a
+	// summary. With `repair`, what a good copy elsewhere allows is repaired.
+	// Needs the admin right.
+	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[VerifyResponse], error)
 }
 
 type fileStorageServiceClient struct {
@@ -241,6 +248,25 @@ func (c *fileStorageServiceClient) QueryUpload(ctx context.Context, in *QueryUpl
 	return out, nil
 }
 
+func (c *fileStorageServiceClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[VerifyResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &FileStorageService_ServiceDesc.Streams[3], FileStorageService_Verify_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[VerifyRequest, VerifyResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FileStorageService_VerifyClient = grpc.ServerStreamingClient[VerifyResponse]
+
 // FileStorageServiceServer is the server API for FileStorageService service.
 // All implementations must embed UnimplementedFileStorageServiceServer
 // for forward compatibility.
@@ -287,6 +313,12 @@ type FileStorageServiceServer interface {
 	// upload_id) the daemon holds durably, and its object once complete.
 	// NOT_FOUND for an unknown or expired upload id.
 	QueryUpload(context.Context, *QueryUploadRequest) (*QueryUploadResponse, error)
+	// Verify re-reads stored copies (the local tier, the disk cache of GCS
+	// objects and, when asked, GCS itself) and checks their size and CRC32C,
+	// streaming progress and one message per corrupt or orphaned copy, then a
+	// summary. With `repair`, what a good copy elsewhere allows is repaired.
+	// Needs the admin right.
+	Verify(*VerifyRequest, grpc.ServerStreamingServer[VerifyResponse]) error
 	mustEmbedUnimplementedFileStorageServiceServer()
 }
 
@@ -335,6 +367,9 @@ func (UnimplementedFileStorageServiceServer) Flush(*FlushRequest, grpc.ServerStr
 }
 func (UnimplementedFileStorageServiceServer) QueryUpload(context.Context, *QueryUploadRequest) (*QueryUploadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method QueryUpload not implemented")
+}
+func (UnimplementedFileStorageServiceServer) Verify(*VerifyRequest, grpc.ServerStreamingServer[VerifyResponse]) error {
+	return status.Error(codes.Unimplemented, "method Verify not implemented")
 }
 func (UnimplementedFileStorageServiceServer) mustEmbedUnimplementedFileStorageServiceServer() {}
 func (UnimplementedFileStorageServiceServer) testEmbeddedByValue()                            {}
@@ -566,6 +601,17 @@ func _FileStorageService_QueryUpload_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileStorageService_Verify_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(VerifyRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(FileStorageServiceServer).Verify(m, &grpc.GenericServerStream[VerifyRequest, VerifyResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FileStorageService_VerifyServer = grpc.ServerStreamingServer[VerifyResponse]
+
 // FileStorageService_ServiceDesc is the grpc.ServiceDesc for FileStorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -628,6 +674,11 @@ var FileStorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Flush",
 			Handler:       _FileStorageService_Flush_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Verify",
+			Handler:       _FileStorageService_Verify_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -102,6 +102,11 @@ class FileStorageServiceStub:
                 request_serializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadRequest.SerializeToString,
                 response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadResponse.FromString,
                 _registered_method=True)
+        self.Verify = channel.unary_stream(
+                '/filestorage.v1.FileStorageService/Verify',
+                request_serializer=filestorage_dot_v1_dot_file__storage__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=filestorage_dot_v1_dot_file__storage__pb2.VerifyResponse.FromString,
+                _registered_method=True)
 
 
 class FileStorageServiceServicer:
@@ -213,6 +218,17 @@ class FileStorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Verify(self, request, context):
+        """Verify re-reads stored copies (the local tier, the disk cache of GCS
+        objects and, when asked, GCS itself) and checks their size and CRC32C,
+        streaming progress and one message per corrupt or orphaned copy, then a
+        summary. With `repair`, what a good copy elsewhere allows is repaired.
+        Needs the admin right.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileStorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +296,11 @@ def add_FileStorageServiceServicer_to_server(servicer, server):
                     servicer.QueryUpload,
                     request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadRequest.FromString,
                     response_serializer=filestorage_dot_v1_dot_file__storage__pb2.QueryUploadResponse.SerializeToString,
+            ),
+            'Verify': grpc.unary_stream_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=filestorage_dot_v1_dot_file__storage__pb2.VerifyRequest.FromString,
+                    response_serializer=filestorage_dot_v1_dot_file__storage__pb2.VerifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -636,6 +657,33 @@ class FileStorageService:
             '/filestorage.v1.FileStorageService/QueryUpload',
             filestorage_dot_v1_dot_file__storage__pb2.QueryUploadRequest.SerializeToString,
             filestorage_dot_v1_dot_file__storage__pb2.QueryUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/filestorage.v1.FileStorageService/Verify',
+            filestorage_dot_v1_dot_file__storage__pb2.VerifyRequest.SerializeToString,
+            filestorage_dot_v1_dot_file__storage__pb2.VerifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
