@@ -9,6 +9,8 @@
  *   key is looked up first: our own write there means the attempt landed (done);
  *   a newer origin means ours lost (ABORTED, nothing overwritten); otherwise the
  *   retry is guarded by the generation seen.
+ * - An attempt that cannot be repeated (a stream read once) is only judged:
+ *   after an ambiguous failure the look-up says whether it landed.
  * - A precondition from the caller (or the generation observed by the caller):
  *   every attempt carries it; when GCS refuses it, the look-up says whether it
  *   failed (FAILED_PRECONDITION naming the generation there now), whether our
@@ -42,6 +44,8 @@ export interface Commit {
   attempt(guard: bigint | undefined, signal: AbortSignal | undefined): Promise<FileMetadata>;
   /** The key's raw metadata now (tombstones included), or undefined. */
   look(signal: AbortSignal | undefined): Promise<FileMetadata | undefined>;
+  /** The attempt cannot be repeated (its stream was read once): after a failure the look-up only says whether it landed. */
+  once?: boolean;
 }
 
 /** Runs `c` (see the file comment); resolves with the metadata of the version written. */
@@ -51,12 +55,16 @@ export async function commitVersion(ctx: GcsContext, c: Commit, signal?: AbortSi
   let refusals = 0;
   for (;;) {
     throwIfAborted(signal);
+    let failure: unknown;
     try {
       return await c.attempt(guard, signal);
     } catch (err) {
       if (signal?.aborted) throw abortError(signal, err);
+      failure = err;
       const refused = StorageError.is(err, Code.FailedPrecondition) && httpStatus(err.cause) === 412;
-      if (refused) {
+      if (c.once) {
+        if (!refused && !isRetryable(err)) throw err;
+      } else if (refused) {
         if (++refusals > MAX_REFUSALS) {
           throw new StorageError(Code.Aborted, `concurrent writes to key "${c.key}" kept winning over ${c.what}; retry it`, { cause: err });
         }
@@ -74,12 +82,17 @@ export async function commitVersion(ctx: GcsContext, c: Commit, signal?: AbortSi
     if (order === 0) return now!;
     if (c.expected === undefined) {
       if (order > 0) {
-        throw new StorageError(Code.Aborted, `a newer write of key "${c.key}" by another writer landed while ${c.what} was retried; it was kept`);
+        throw new StorageError(Code.Aborted, `a newer write of key "${c.key}" by another writer landed meanwhile; it was kept and ${c.what} given up`);
       }
     } else {
       const live = there?.deleted ? undefined : there;
       const holds = c.expected === 0n ? live === undefined : there?.generation === c.expected;
       if (!holds) throw generationMismatch(c.key, c.expected, live?.generation);
+    }
+    if (c.once) {
+      throw StorageError.is(failure, Code.FailedPrecondition)
+        ? new StorageError(Code.Aborted, `a concurrent write to key "${c.key}" won over ${c.what}; retry it`, { cause: failure })
+        : failure;
     }
     guard = there?.generation ?? 0n;
   }

@@ -161,7 +161,16 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<GcsBack
     // An expired object or a tombstone is invisible, but GCS still holds it: guard on it.
     const guard = !whole && expected !== undefined ? (await observe(key, expected, signal)).guard : undefined;
     // The codec fills meta.encoding once data flows, size/crc32c at the end.
-    const target = { key, contentType: meta.contentType, metadata: () => customMetadata(meta, origin), origin, expected, guard, look: (s?: AbortSignal) => stat(key, s) };
+    const target = {
+      key,
+      contentType: meta.contentType,
+      metadata: () => customMetadata(meta, origin),
+      storedAsIs: () => meta.encoding?.compression === undefined && meta.encoding?.encryption === undefined,
+      origin,
+      expected,
+      guard,
+      look: (s?: AbortSignal) => stat(key, s),
+    };
     const uploaded = whole ? await uploadWhole(ctx, replay, target, signal, verify) : await uploadStreamed(ctx, replay, target, parts, signal, verify);
     return toRecord(key, uploaded);
   }

@@ -57,6 +57,14 @@ export interface GcsHttp {
   uploadMultipart(name: string, resource: ObjectResource, body: readonly Uint8Array[], guards: RequestGuards, signal?: AbortSignal): Promise<FileMetadata>;
   /** A resumable upload of bytes held in memory: the session request, then one PUT carrying the CRC32C (x-goog-hash). */
   uploadResumable(name: string, resource: ObjectResource, body: readonly Uint8Array[], guards: RequestGuards, signal?: AbortSignal): Promise<FileMetadata>;
+  /** Starts a resumable upload session for `name` (the object appears when its last request succeeds); its URL. */
+  startSession(name: string, resource: ObjectResource, guards: RequestGuards, signal?: AbortSignal): Promise<URL>;
+  /**
+   * Sends `body` at `offset` of a session: a middle request (a multiple of
+   * 256 KiB) answers with the bytes GCS holds; the final one (`final`: the
+   * total size and the CRC32C of everything, which GCS verifies) with the object.
+   */
+  putChunk(session: URL, body: readonly Uint8Array[], offset: number, final: { total: number; crc32c: string } | undefined, signal?: AbortSignal): Promise<{ persisted: number } | { object: FileMetadata }>;
   /** Composes `sources` (in order) into `name` with the destination's resource. */
   compose(name: string, destination: ObjectResource, sources: readonly { name: string; generation: string }[], guards: RequestGuards, signal?: AbortSignal): Promise<FileMetadata>;
   close(): void;
@@ -141,7 +149,6 @@ export function createGcsHttp(storage: Storage, bucket: string, timeoutMs: numbe
     return Buffer.concat(chunks).toString("utf8");
   }
 
-  /** The session URL of a new resumable upload. */
   async function startSession(name: string, resource: ObjectResource, guards: RequestGuards, signal?: AbortSignal): Promise<URL> {
     const url = new URL(uploadBase);
     url.searchParams.set("uploadType", "resumable");
@@ -210,6 +217,23 @@ export function createGcsHttp(storage: Storage, bucket: string, timeoutMs: numbe
       if (resource.crc32c) extra["x-goog-hash"] = `crc32c=${resource.crc32c}`;
       const res = await send("upload", "PUT", session, extra, body, signal);
       return json<FileMetadata>("upload", res);
+    },
+
+    startSession,
+
+    async putChunk(session, body, offset, final, signal) {
+      const size = body.reduce((n, c) => n + c.byteLength, 0);
+      const total = final ? String(final.total) : "*";
+      const extra: http.OutgoingHttpHeaders = { "content-range": size > 0 ? `bytes ${offset}-${offset + size - 1}/${total}` : `bytes */${total}` };
+      if (final) extra["x-goog-hash"] = `crc32c=${final.crc32c}`;
+      const res = await send("upload", "PUT", session, extra, body, signal);
+      if (res.statusCode === 308) {
+        res.resume();
+        // "bytes=0-N": GCS holds N + 1 bytes (no Range: none yet).
+        const held = /^bytes=0-(\d+)$/.exec(String(res.headers.range ?? ""));
+        return { persisted: held ? Number(held[1]) + 1 : 0 };
+      }
+      return { object: await json<FileMetadata>("upload", res) };
     },
 
     async compose(name, destination, sources, guards, signal) {

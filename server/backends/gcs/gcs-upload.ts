@@ -5,29 +5,39 @@
  *
  * - A source held whole (at most the resumable threshold) goes up in one
  *   multipart request with its final metadata (commit-version.ts: retries).
- * - A larger one is streamed in parts (upload-parts.ts): buffered parts
- *   uploaded concurrently as temporary objects under .filestorage/uploads/,
- *   composed into one, checked (size and CRC32C of the whole), then composed
- *   into the key with the metadata only the end of the stream can give,
- *   guarded like any write: until then the key keeps its previous version, and
- *   the temporary objects are deleted either way (a crash leaves them to the sweep).
+ * - A larger one, with one part at a time (GCS_PARALLEL_UPLOAD_PARTS=1), is
+ *   one resumable session (stream-upload.ts): straight into the key when the
+ *   object is stored as it came (its size and CRC32C are then GCS's own, so
+ *   the metadata is complete before the bytes), else into a temporary object
+ *   composed into the key with the metadata only the end of the stream gives.
+ * - With more parts at a time, the stream goes up as parts in parallel
+ *   (upload-parts.ts), checked, then composed into the key with the final
+ *   metadata. The compose is guarded like any write: until it succeeds the
+ *   key keeps its previous version; temporary objects live under
+ *   .filestorage/uploads/ and are deleted either way (a crash leaves them to the sweep).
  */
+import { randomUUID } from "node:crypto";
 import type { FileMetadata } from "@google-cloud/storage";
 import { crc32c } from "@node-rs/crc32";
 import type { PutOptions } from "../backend.js";
 import type { WriteOrigin } from "../write-origin.js";
-import { commitVersion } from "./commit-version.js";
+import { commitVersion, type Commit } from "./commit-version.js";
 import type { GcsContext } from "./gcs-context.js";
+import { call } from "./gcs-errors.js";
 import { crc32cBase64 } from "./gcs-http.js";
+import { UPLOADS_PREFIX, X } from "./object-metadata.js";
 import type { ReplaySource } from "./replay-source.js";
+import { uploadInOneSession } from "./stream-upload.js";
 import { uploadInParts, type PartSettings } from "./upload-parts.js";
 
 /** What an upload writes besides the bytes, and how it is guarded. */
 export interface UploadTarget {
   key: string;
   contentType: string;
-  /** The custom metadata; called once the source has ended (the codec fills size and CRC32C as it streams). */
+  /** The custom metadata; complete once the source has ended (the codec fills size and CRC32C as it streams). */
   metadata: () => Record<string, string>;
+  /** True when the stored bytes are the original ones (no compression, no encryption): known once data flowed. */
+  storedAsIs: () => boolean;
   origin: WriteOrigin;
   /** The caller's precondition (undefined = none: one request, see commit-version.ts). */
   expected?: bigint;
@@ -36,6 +46,17 @@ export interface UploadTarget {
   /** The key's raw metadata now, for the retries' look-up. */
   look: (signal: AbortSignal | undefined) => Promise<FileMetadata | undefined>;
 }
+
+const commitOf = (target: UploadTarget, attempt: Commit["attempt"], once = false): Commit => ({
+  key: target.key,
+  origin: target.origin,
+  expected: target.expected,
+  guard: target.guard,
+  what: "the write",
+  attempt,
+  look: target.look,
+  once,
+});
 
 /** Uploads a source held whole in `replay` in one request (retried as commit-version.ts says). */
 export async function uploadWhole(ctx: GcsContext, replay: ReplaySource, target: UploadTarget, signal: AbortSignal | undefined, verify: PutOptions["verify"]): Promise<FileMetadata> {
@@ -52,20 +73,12 @@ export async function uploadWhole(ctx: GcsContext, replay: ReplaySource, target:
   const resource = { contentType: target.contentType || undefined, metadata: target.metadata(), crc32c: crc32cBase64(crc) };
   return commitVersion(
     ctx,
-    {
-      key: target.key,
-      origin: target.origin,
-      expected: target.expected,
-      guard: target.guard,
-      what: "the write",
-      attempt: (guard, s) => ctx.http.uploadMultipart(target.key, resource, chunks, { ifGenerationMatch: guard }, s),
-      look: target.look,
-    },
+    commitOf(target, (guard, s) => ctx.http.uploadMultipart(target.key, resource, chunks, { ifGenerationMatch: guard }, s)),
     signal,
   );
 }
 
-/** Streams `replay` in parts, then composes them into the key (see the file comment). */
+/** Streams `replay` to the key (see the file comment). */
 export async function uploadStreamed(
   ctx: GcsContext,
   replay: ReplaySource,
@@ -74,20 +87,36 @@ export async function uploadStreamed(
   signal: AbortSignal | undefined,
   verify: PutOptions["verify"],
 ): Promise<FileMetadata> {
-  return uploadInParts(ctx, replay.iterate(), settings, signal, verify, (whole) =>
+  const composeInto = (sources: { name: string; generation: string }[]) =>
     commitVersion(
       ctx,
-      {
-        key: target.key,
-        origin: target.origin,
-        expected: target.expected,
-        guard: target.guard,
-        what: "the write",
-        attempt: (guard, s) =>
-          ctx.http.compose(target.key, { contentType: target.contentType || undefined, metadata: target.metadata() }, [whole], { ifGenerationMatch: guard }, s),
-        look: target.look,
-      },
+      commitOf(target, (guard, s) =>
+        ctx.http.compose(target.key, { contentType: target.contentType || undefined, metadata: target.metadata() }, sources, { ifGenerationMatch: guard }, s),
+      ),
       signal,
-    ),
-  );
+    );
+  if (settings.parts > 1) return uploadInParts(ctx, replay.iterate(), settings, signal, verify, composeInto);
+  if (target.storedAsIs()) {
+    // The metadata is complete now; the session's last request commits the key.
+    const resource = { contentType: target.contentType || undefined, metadata: target.metadata() };
+    return commitVersion(
+      ctx,
+      commitOf(target, (guard) => uploadInOneSession(ctx, replay.iterate(), { name: target.key, resource, guard }, settings.partBytes, signal, verify), true),
+      signal,
+    );
+  }
+  const part = `${UPLOADS_PREFIX}${randomUUID()}`;
+  try {
+    const uploaded = await uploadInOneSession(
+      ctx,
+      replay.iterate(),
+      { name: part, resource: { contentType: "application/octet-stream", metadata: { [X.kind]: "BYTES" } } },
+      settings.partBytes,
+      signal,
+      verify,
+    );
+    return await composeInto([{ name: part, generation: String(uploaded.generation) }]);
+  } finally {
+    await call("delete", () => ctx.bucket.file(part).delete({ ignoreNotFound: true })).catch(() => undefined);
+  }
 }

@@ -34,7 +34,10 @@ export interface ParallelReadPlan {
 
 /** The in-order body of a parallel read; destroying it aborts the parts in flight. */
 export function parallelBody(plan: ParallelReadPlan): Readable {
-  return Readable.from(deliver(plan), { objectMode: false, highWaterMark: MiB });
+  const body = Readable.from(deliver(plan), { objectMode: false, highWaterMark: MiB });
+  // A body destroyed before it was read never runs the generator's cleanup: the open answer is closed here too.
+  body.once("close", () => plan.first.destroy());
+  return body;
 }
 
 async function* deliver(plan: ParallelReadPlan): AsyncGenerator<Buffer> {

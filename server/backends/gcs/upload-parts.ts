@@ -5,11 +5,12 @@
  * a temporary object under .filestorage/uploads/<id>/ carrying its CRC32C
  * for GCS to verify; at most `parts` upload at once, and the stream is not read
  * further while they do, so memory stays at (parts + 1) x partBytes whatever
- * the size. At the end the parts are composed (32 sources per compose, GCS's
- * limit, in a tree when there are more) into one temporary object whose size
- * and CRC32C must be those of the whole stream; only then is `commit` called
- * to compose it into the key. Every temporary object is deleted afterwards,
- * whatever happened (a crash leaves them to the sweep).
+ * the size. At the end the parts (composed in a tree when there are more than
+ * the 32 sources one compose takes) are checked to be the whole stream: the
+ * CRC32C GCS verified for each, combined in order, must be the stream's, and
+ * their sizes add up; only then is `commit` called to compose them into the
+ * key. Every temporary object is deleted afterwards, whatever happened (a
+ * crash leaves them to the sweep).
  */
 import { randomUUID } from "node:crypto";
 import type { FileMetadata } from "@google-cloud/storage";
@@ -19,6 +20,7 @@ import { Code, StorageError } from "../../storage-error.js";
 import { throwIfAborted } from "../../signals.js";
 import type { GcsContext } from "./gcs-context.js";
 import { call, isRetryable } from "./gcs-errors.js";
+import { crc32cCombine } from "./crc32c-combine.js";
 import { crc32cBase64, type ObjectResource } from "./gcs-http.js";
 import { UPLOADS_PREFIX, X } from "./object-metadata.js";
 import { withRetry } from "./retry.js";
@@ -34,10 +36,13 @@ export interface PartSettings {
   resumableThresholdBytes: number;
 }
 
-/** A temporary object, as a compose source. */
+/** A temporary object, as a compose source (`generation`), with what GCS holds of it. */
 export interface Source {
   name: string;
   generation: string;
+  size: number;
+  /** Base64, as GCS gives it. */
+  crc32c: string;
 }
 
 const PART_RESOURCE: ObjectResource = { contentType: "application/octet-stream", metadata: { [X.kind]: "BYTES" } };
@@ -49,7 +54,7 @@ export async function uploadInParts(
   settings: PartSettings,
   signal: AbortSignal | undefined,
   verify: PutOptions["verify"],
-  commit: (whole: Source) => Promise<FileMetadata>,
+  commit: (sources: { name: string; generation: string }[]) => Promise<FileMetadata>,
 ): Promise<FileMetadata> {
   const prefix = `${UPLOADS_PREFIX}${randomUUID()}/`;
   const made: string[] = [];
@@ -94,9 +99,9 @@ export async function uploadInParts(
     if (currentBytes > 0 || uploads.length === 0) await flush();
     // The whole stream was received: a throw here (declared size, trailer) stores nothing.
     verify?.({ size: total, crc32c: crc >>> 0 });
-    const parts = await Promise.all(uploads);
-    const whole = parts.length === 1 ? parts[0] : await composeAll(ctx, parts, prefix, made, settings.parts, partSignal, { size: total, crc32c: crc32cBase64(crc) });
-    return await commit(whole);
+    const sources = await reduce(ctx, await Promise.all(uploads), prefix, made, settings.parts, partSignal);
+    checkWhole(sources, total, crc);
+    return await commit(sources.map(({ name, generation }) => ({ name, generation })));
   } catch (err) {
     ac.abort();
     throw err;
@@ -123,41 +128,43 @@ async function uploadPart(ctx: GcsContext, name: string, body: Buffer[], setting
     // An upload has an idle timeout (the socket's), not a deadline per attempt.
     { maxRetries: ctx.maxRetries, timeoutMs: 0, signal, retryable: isRetryable },
   );
-  return { name, generation: String(md.generation) };
+  return sourceOf(name, md);
 }
 
-/** Composes `parts` in order into one temporary object and checks it is the whole stream. */
-async function composeAll(
-  ctx: GcsContext,
-  parts: Source[],
-  prefix: string,
-  made: string[],
-  concurrency: number,
-  signal: AbortSignal,
-  whole: { size: number; crc32c: string },
-): Promise<Source> {
+const sourceOf = (name: string, md: FileMetadata): Source => ({ name, generation: String(md.generation), size: Number(md.size), crc32c: String(md.crc32c) });
+
+/** At most 32 sources holding `parts` in order: composed in a tree of temporary objects when there are more. */
+async function reduce(ctx: GcsContext, parts: Source[], prefix: string, made: string[], concurrency: number, signal: AbortSignal): Promise<Source[]> {
   let level = parts;
-  let last: FileMetadata | undefined;
-  for (let depth = 0; level.length > 1; depth++) {
+  for (let depth = 0; level.length > MAX_COMPOSE_SOURCES; depth++) {
     const groups: Source[][] = [];
     for (let i = 0; i < level.length; i += MAX_COMPOSE_SOURCES) groups.push(level.slice(i, i + MAX_COMPOSE_SOURCES));
     const next: Source[] = new Array<Source>(groups.length);
     await eachLimited(groups.map((g, i) => [g, i] as const), concurrency, async ([group, i]) => {
       const name = `${prefix}compose-${depth}-${i}`;
       made.push(name);
-      const md = await ctx.retry((attempt) => ctx.http.compose(name, PART_RESOURCE, group, {}, attempt), signal);
-      next[i] = { name, generation: String(md.generation) };
-      last = md;
+      const md = await ctx.retry((attempt) => ctx.http.compose(name, PART_RESOURCE, group.map(({ name: n, generation }) => ({ name: n, generation })), {}, attempt), signal);
+      next[i] = sourceOf(name, md);
     });
     level = next;
   }
-  if (Number(last?.size) !== whole.size || last?.crc32c !== whole.crc32c) {
+  return level;
+}
+
+/** DATA_LOSS unless `sources`, in order, hold `size` bytes whose CRC32C is `crc` (nothing is committed then). */
+function checkWhole(sources: Source[], size: number, crc: number): void {
+  let held = 0;
+  let combined = 0;
+  for (const s of sources) {
+    combined = crc32cCombine(combined, Buffer.from(s.crc32c, "base64").readUInt32BE(0), s.size);
+    held += s.size;
+  }
+  if (held !== size || combined !== crc >>> 0) {
     throw new StorageError(
       Code.DataLoss,
-      `GCS upload: the composed parts are ${last?.size} bytes with CRC32C ${last?.crc32c}, the stream was ${whole.size} bytes with ${whole.crc32c}; nothing was stored`,
+      `GCS upload: the parts hold ${held} bytes with CRC32C ${crc32cBase64(combined)}, the stream was ${size} bytes with ${crc32cBase64(crc)}; nothing was stored`,
     );
   }
-  return level[0];
 }
 
 /** Runs `fn` over `items` with at most `limit` at once; the first failure is thrown once all started ones settled. */

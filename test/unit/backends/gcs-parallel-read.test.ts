@@ -91,3 +91,12 @@ test("a reader that stops early aborts the fetches in flight and fetches nothing
   expect(seen).toBeLessThan(data.length / (8 * KiB) - 1);
   expect(stats.most).toBeLessThanOrEqual(3);
 });
+
+test("a body destroyed before it was read closes the open answer and fetches nothing", async () => {
+  const data = randomBytes(64 * KiB);
+  const { body, stats, first } = plan(data, { partBytes: 8 * KiB, parts: 4 });
+  body.destroy();
+  await new Promise((r) => setTimeout(r, 20));
+  expect(first.destroyed).toBe(true);
+  expect(stats.fetched).toEqual([]);
+});
