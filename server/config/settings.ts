@@ -168,13 +168,14 @@ export const defs = {
     env: "GCS_PARALLEL_UPLOAD_PART_BYTES",
     ...bytes(256 * KiB, GiB),
     default: "16MiB",
-    description: "uploads over GCS_RESUMABLE_THRESHOLD_BYTES go to GCS in parts of this size (each held in memory while it uploads), composed into the key at the end",
+    description: "uploads over GCS_RESUMABLE_THRESHOLD_BYTES go to GCS in parts of this size, each held in memory while it uploads (so a failed part is sent again)",
   },
   gcsParallelUploadParts: {
     env: "GCS_PARALLEL_UPLOAD_PARTS",
     ...integer(1, 32),
     default: "4",
-    description: "parts of one upload sent to GCS at once; an upload holds at most (this + 1) x GCS_PARALLEL_UPLOAD_PART_BYTES",
+    description:
+      "parts of one upload sent to GCS at once, composed into the key at the end; an upload holds at most (this + 1) x GCS_PARALLEL_UPLOAD_PART_BYTES; 1 = one resumable session sent in requests of that size",
   },
   gcsParallelReadThresholdBytes: {
     env: "GCS_PARALLEL_READ_THRESHOLD_BYTES",

@@ -54,7 +54,7 @@ export interface GcsBackendOptions extends SdkOptions {
   resumableThresholdBytes?: number;
   /** Large reads in parallel parts (default: from 64 MiB, 8 parts of 16 MiB in flight). */
   parallelRead?: Partial<ParallelReadSettings>;
-  /** Streamed uploads: part size and parts uploading at once (default 16 MiB x 4). */
+  /** Streamed uploads: part size and parts uploading at once (default 16 MiB x 4; 1 = one resumable session in requests of partBytes). */
   parallelUpload?: { partBytes?: number; parts?: number };
   /** An injected SDK client (tests); build it with gcsStorageOptions() so SDK retries stay off. */
   storage?: Storage;
