@@ -4,10 +4,13 @@
  *   - small objects: BENCH_GCS_OBJECTS (default 200) x BENCH_GCS_OBJECT_KIB
  *     (default 16) KiB stored, then retrieved, with 1 and 8 in flight
  *     (BENCH_IN_FLIGHT);
- *   - one large object of BENCH_GCS_LARGE_MIB (default 64) MiB uploaded and
- *     downloaded in 1 MiB pieces (a resumable upload on both sides).
+ *   - one large object of BENCH_GCS_LARGE_MIB (default 256) MiB uploaded and
+ *     downloaded in 1 MiB pieces (the daemon in parallel parts with its
+ *     default settings; the SDK with one resumable upload and one read).
  * The daemon runs with ENABLE_CACHE=false (reads reach GCS) and
  * ENABLE_COMPRESSION=false (random bytes; the same bytes go to the emulator).
+ * A second daemon with GCS_PARALLEL_READ_PARTS=1 and GCS_PARALLEL_UPLOAD_PARTS=1
+ * moves the large object in one stream each way, like the SDK (large object only).
  * Two SDK baselines: its defaults (pure-JS CRC32C, SDK retries on) and the
  * options the daemon itself gives the SDK (native CRC32C, retries off), so the
  * second ratio is the cost of the daemon, its RPC hop and its checks alone.
@@ -15,8 +18,10 @@
  *
  * Run:  npm run build && node dist/bench/gcs.bench.js
  *       BENCH_GCS_OBJECTS=500 BENCH_GCS_LARGE_MIB=128 node dist/bench/gcs.bench.js
+ * The load average at the start and at the end is printed: the machine is shared.
  */
 import { randomBytes } from "node:crypto";
+import * as os from "node:os";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Storage, type Bucket } from "@google-cloud/storage";
@@ -34,6 +39,8 @@ const PROJECT = "bench";
 /** One way of storing into and reading from the emulator. */
 interface Path {
   name: string;
+  /** Only the large object is measured. */
+  largeOnly?: boolean;
   store(key: string, data: Buffer): Promise<void>;
   retrieve(key: string, size: number): Promise<void>;
   upload(key: string, source: Iterable<Buffer>, size: number): Promise<void>;
@@ -45,7 +52,7 @@ type Measure = "store" | "retrieve" | "upload" | "download";
 async function main(): Promise<void> {
   const objects = positiveInt("BENCH_GCS_OBJECTS", 200);
   const objectBytes = positiveInt("BENCH_GCS_OBJECT_KIB", 16) * KiB;
-  const largeBytes = positiveInt("BENCH_GCS_LARGE_MIB", 64) * MiB;
+  const largeBytes = positiveInt("BENCH_GCS_LARGE_MIB", 256) * MiB;
   const runs = positiveInt("BENCH_RUNS", 3);
   const inFlight = positiveInts("BENCH_IN_FLIGHT", [1, 8]);
   const small = randomBytes(objectBytes);
@@ -61,10 +68,23 @@ async function main(): Promise<void> {
     ENABLE_CACHE: "false",
     ENABLE_COMPRESSION: "false",
   }, { mallocTuning: mallocTuningWanted() });
+  const oneStreamDir = await makeTempDir("fs-bench-gcs-", scratchRoot());
+  const oneStream = await spawnDaemon({
+    LOCAL_STORAGE_PATH: oneStreamDir.path,
+    GCS_BUCKET_NAME: "bench-daemon-one-stream",
+    GCS_PROJECT_ID: PROJECT,
+    GCS_API_ENDPOINT: gcs.url,
+    ENABLE_CACHE: "false",
+    ENABLE_COMPRESSION: "false",
+    GCS_PARALLEL_READ_PARTS: "1",
+    GCS_PARALLEL_UPLOAD_PARTS: "1",
+  }, { mallocTuning: mallocTuningWanted() });
   const client = new FileStorageClient(daemon.address);
+  const oneStreamClient = new FileStorageClient(oneStream.address);
   try {
     const paths: Path[] = [
-      daemonPath(client),
+      daemonPath("daemon", client),
+      { ...daemonPath("daemon, one stream", oneStreamClient), largeOnly: true },
       await sdkPath("SDK direct, defaults", new Storage({ apiEndpoint: gcs.url, projectId: PROJECT }), "bench-sdk-defaults"),
       await sdkPath(
         "SDK direct, daemon's SDK options",
@@ -86,7 +106,7 @@ async function main(): Promise<void> {
     };
     // Warm-up (connections, JIT, bucket look-ups), not measured.
     for (const p of paths) {
-      await inParallel(["warm/0", "warm/1", "warm/2", "warm/3"], 2, async (key) => {
+      if (!p.largeOnly) await inParallel(["warm/0", "warm/1", "warm/2", "warm/3"], 2, async (key) => {
         await p.store(key, small);
         await p.retrieve(key, objectBytes);
       });
@@ -95,7 +115,7 @@ async function main(): Promise<void> {
     }
     for (let run = 0; run < runs; run++) {
       for (const p of paths) {
-        for (const n of inFlight) {
+        for (const n of p.largeOnly ? [] : inFlight) {
           const keys = Array.from({ length: objects }, (_, i) => `small/r${run}/c${n}/${i}`);
           let started = process.hrtime.bigint();
           await inParallel(keys, n, (key) => p.store(key, small));
@@ -113,7 +133,7 @@ async function main(): Promise<void> {
       }
     }
 
-    const [product, sdkDefaults, sdkTuned] = paths as [Path, Path, Path];
+    const [product, oneStreamPath, sdkDefaults, sdkTuned] = paths as [Path, Path, Path, Path];
     const med = (label: string, p: Path) => median(rates.get(`${label}|${p.name}`) ?? []);
     const rows: string[][] = [];
     const measures: [Measure, number, string][] = [
@@ -126,39 +146,48 @@ async function main(): Promise<void> {
     ];
     for (const [measure, n, unit] of measures) {
       const label = `${measure}|${n}`;
-      const what = unit === "MiB/s" ? `${measure} ${largeBytes / MiB} MiB` : `${measure} ${objectBytes / KiB} KiB`;
-      rows.push([
-        what,
-        String(n),
-        unit,
-        fixed(med(label, product)),
-        fixed(med(label, sdkDefaults)),
-        fixed(med(label, sdkTuned)),
-        ratio(med(label, product), med(label, sdkDefaults)),
-        ratio(med(label, product), med(label, sdkTuned)),
-        (rates.get(`${label}|${product.name}`) ?? []).map((r) => r.toFixed(0)).join("/"),
-      ]);
+      const large = unit === "MiB/s";
+      const what = large ? `${measure} ${largeBytes / MiB} MiB` : `${measure} ${objectBytes / KiB} KiB`;
+      for (const p of large ? [product, oneStreamPath] : [product]) {
+        rows.push([
+          what,
+          p.name,
+          String(n),
+          unit,
+          fixed(med(label, p)),
+          fixed(med(label, sdkDefaults)),
+          fixed(med(label, sdkTuned)),
+          ratio(med(label, p), med(label, sdkDefaults)),
+          ratio(med(label, p), med(label, sdkTuned)),
+          (rates.get(`${label}|${p.name}`) ?? []).map((r) => r.toFixed(0)).join("/"),
+          (rates.get(`${label}|${sdkTuned.name}`) ?? []).map((r) => r.toFixed(0)).join("/"),
+        ]);
+      }
     }
     printTable(
-      ["operation", "in flight", "unit", "daemon", "SDK defaults", "SDK daemon opts", "vs SDK defaults", "vs SDK daemon opts", "daemon runs"],
+      ["operation", "path", "in flight", "unit", "daemon", "SDK defaults", "SDK daemon opts", "vs SDK defaults", "vs SDK daemon opts", "daemon runs", "SDK daemon opts runs"],
       rows,
     );
-    console.log(`peak RSS: daemon ${mib(daemon.peakRss())} MiB, emulator ${mib(gcs.peakRss())} MiB (holds every object in RAM)`);
+    console.log(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join("/")}`);
+    console.log(`peak RSS: daemon ${mib(daemon.peakRss())} MiB, one-stream daemon ${mib(oneStream.peakRss())} MiB, emulator ${mib(gcs.peakRss())} MiB (holds every object in RAM)`);
   } finally {
     client.close();
+    oneStreamClient.close();
     await daemon.stop().catch(() => undefined);
+    await oneStream.stop().catch(() => undefined);
+    await oneStreamDir.cleanup();
     await gcs.stop().catch(() => undefined);
     await dir.cleanup();
   }
 }
 
-function daemonPath(client: FileStorageClient): Path {
+function daemonPath(name: string, client: FileStorageClient): Path {
   const inGcs = (info: ObjectInfo, size: number) => {
     if (info.backend !== "gcs") throw new Error(`the daemon kept ${info.key} on its ${info.backend} tier, not in GCS`);
     if (Number(info.size) !== size) throw new Error(`the daemon stored ${info.size} bytes of ${info.key}, expected ${size}`);
   };
   return {
-    name: "daemon",
+    name,
     async store(key, data) {
       inGcs(await client.store(key, data), data.length);
     },

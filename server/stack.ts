@@ -240,6 +240,13 @@ async function assemble(
       maxRetries: config.maxRetries,
       timeoutMs: config.timeoutSeconds * 1000,
       writer,
+      resumableThresholdBytes: config.gcsResumableThresholdBytes,
+      parallelUpload: { partBytes: config.gcsParallelUploadPartBytes, parts: config.gcsParallelUploadParts },
+      parallelRead: {
+        thresholdBytes: config.gcsParallelReadThresholdBytes,
+        parts: config.gcsParallelReadParts,
+        partBytes: config.gcsParallelReadPartBytes,
+      },
     }));
     closers.push(() => raw.close());
     try {

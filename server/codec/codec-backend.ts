@@ -186,8 +186,30 @@ export function createCodecBackend(inner: Backend, opts: CodecOptions): Backend 
       return got && { record: got.record, body: decodeWhole(got.record, got.body) };
     }
     checkRange(range);
+    // Without encryption most objects are stored as they are: the range is
+    // read straight away (one request), and only an encoded object costs the
+    // mapped read after it (the record of this answer serves as its head).
+    let known: ObjectRecord | undefined;
+    if (keyring === undefined) {
+      const got = await inner.get(key, { ...rest, range }).catch((err: unknown) => {
+        // Past the stored end: a compressed object may still hold the range.
+        if (StorageError.is(err, Code.OutOfRange)) return null;
+        throw err;
+      });
+      if (got === undefined) return undefined;
+      if (got !== null) {
+        const { record } = got;
+        if (record.encoding.compression === undefined && encryptionOf(record) === undefined) {
+          const whole = range.offset === 0 && (range.length ?? Infinity) >= record.size;
+          return { record, body: whole ? decodeWhole(record, got.body) : got.body };
+        }
+        got.body.destroy();
+        known = record;
+      }
+    }
     for (let attempt = 1; ; attempt++) {
-      const head = await inner.head(key, { signal: rest.signal });
+      const head = known ?? (await inner.head(key, { signal: rest.signal }));
+      known = undefined;
       if (head === undefined) return undefined;
       try {
         return await getRange(key, head, range, rest);

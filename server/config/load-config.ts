@@ -58,6 +58,16 @@ export interface Config {
   gcsBreakerFailures: number;
   /** How long an open breaker fails calls at once before a trial call. */
   gcsBreakerResetSeconds: number;
+  /** Uploads up to this size go in one request; larger ones in parts. */
+  gcsResumableThresholdBytes: number;
+  gcsParallelUploadPartBytes: number;
+  /** Parts of one upload in flight. */
+  gcsParallelUploadParts: number;
+  /** Reads of at least this size go in parallel parts. */
+  gcsParallelReadThresholdBytes: number;
+  /** Parts of one read in flight (1 = never in parts). */
+  gcsParallelReadParts: number;
+  gcsParallelReadPartBytes: number;
   enableCompression: boolean;
   compressionThresholdBytes: number;
   enableEncryption: boolean;

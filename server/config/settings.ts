@@ -189,6 +189,44 @@ export const defs = {
     default: "2",
     description: "how long an open breaker fails GCS calls at once before one trial call",
   },
+  gcsResumableThresholdBytes: {
+    env: "GCS_RESUMABLE_THRESHOLD_BYTES",
+    ...bytes(256 * KiB, 256 * MiB),
+    default: "8MiB",
+    description:
+      "uploads up to this size go to GCS in one request (held in memory, so a failure is retried); larger ones go in parts, and parts of at least this size go up resumably",
+  },
+  gcsParallelUploadPartBytes: {
+    env: "GCS_PARALLEL_UPLOAD_PART_BYTES",
+    ...bytes(256 * KiB, GiB),
+    default: "16MiB",
+    description: "uploads over GCS_RESUMABLE_THRESHOLD_BYTES go to GCS in parts of this size, each held in memory while it uploads (so a failed part is sent again)",
+  },
+  gcsParallelUploadParts: {
+    env: "GCS_PARALLEL_UPLOAD_PARTS",
+    ...integer(1, 32),
+    default: "4",
+    description:
+      "parts of one upload sent to GCS at once, composed into the key at the end; an upload holds at most (this + 1) x GCS_PARALLEL_UPLOAD_PART_BYTES; 1 = one resumable session sent in requests of that size",
+  },
+  gcsParallelReadThresholdBytes: {
+    env: "GCS_PARALLEL_READ_THRESHOLD_BYTES",
+    ...bytes(MiB, 5 * TiB),
+    default: "64MiB",
+    description: "reads from GCS of at least this many bytes (objects or ranges) go in parallel ranged parts, delivered in order",
+  },
+  gcsParallelReadParts: {
+    env: "GCS_PARALLEL_READ_PARTS",
+    ...integer(1, 64),
+    default: "8",
+    description: "parts of one large read in flight at once (1 = one request); a read holds at most (this - 1) x GCS_PARALLEL_READ_PART_BYTES ahead of its reader",
+  },
+  gcsParallelReadPartBytes: {
+    env: "GCS_PARALLEL_READ_PART_BYTES",
+    ...bytes(256 * KiB, GiB),
+    default: "16MiB",
+    description: "size of one part of a parallel read",
+  },
   enableCompression: {
     env: "ENABLE_COMPRESSION",
     ...boolean,

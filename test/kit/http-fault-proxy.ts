@@ -11,6 +11,8 @@ export interface ProxiedRequest {
   method: string;
   /** Path and query, e.g. /storage/v1/b/bkt/o/key?alt=media */
   url: string;
+  /** The Range header, when the request had one (a ranged read). */
+  range?: string;
 }
 
 export interface HttpFaultProxy {
@@ -18,8 +20,14 @@ export interface HttpFaultProxy {
   url: string;
   /** Every request forwarded or failed so far, in order. */
   readonly requests: ProxiedRequest[];
-  /** Fails (with `status`) every request `match` accepts, until cleared with `fail(undefined)`. */
-  fail(match: ((req: ProxiedRequest) => boolean) | undefined, status?: number): void;
+  /**
+   * Fails (with `status`) every request `match` accepts, until cleared with
+   * `fail(undefined)`; with `opts.times` only that many. `opts.forward` sends
+   * the request on and fails only the answer (GCS did the work, the caller
+   * cannot know: an ambiguous failure); `opts.before` runs before the failure
+   * is answered (another writer acting meanwhile).
+   */
+  fail(match: ((req: ProxiedRequest) => boolean) | undefined, status?: number, opts?: FailOptions): void;
   /** Holds every request `match` accepts for `ms` before forwarding it, until cleared with `slow(undefined)`. */
   slow(match: ((req: ProxiedRequest) => boolean) | undefined, ms?: number): void;
   /** Requests forwarded and not answered yet. */
@@ -29,9 +37,15 @@ export interface HttpFaultProxy {
   close(): Promise<void>;
 }
 
+export interface FailOptions {
+  times?: number;
+  forward?: boolean;
+  before?: (req: ProxiedRequest) => Promise<void>;
+}
+
 export async function startHttpFaultProxy(targetPort: number): Promise<HttpFaultProxy> {
   const requests: ProxiedRequest[] = [];
-  let failing: { match: (req: ProxiedRequest) => boolean; status: number } | undefined;
+  let failing: { match: (req: ProxiedRequest) => boolean; status: number; opts: FailOptions; left: number } | undefined;
   let slowing: { match: (req: ProxiedRequest) => boolean; ms: number } | undefined;
   let inFlight = 0;
   const slowed = { count: 0, mostAtOnce: 0 };
@@ -39,12 +53,24 @@ export async function startHttpFaultProxy(targetPort: number): Promise<HttpFault
   const agent = new http.Agent({ keepAlive: true });
   let port = 0;
   const server = http.createServer((req, res) => {
-    const seen = { method: req.method ?? "GET", url: req.url ?? "/" };
+    const seen: ProxiedRequest = { method: req.method ?? "GET", url: req.url ?? "/" };
+    if (typeof req.headers.range === "string") seen.range = req.headers.range;
     requests.push(seen);
-    if (failing?.match(seen)) {
-      req.resume();
-      res.writeHead(failing.status, { "content-type": "application/json" });
-      res.end(JSON.stringify({ error: { code: failing.status, message: "injected by the test proxy" } }));
+    if (failing && failing.left > 0 && failing.match(seen)) {
+      const { status, opts } = failing;
+      failing.left--;
+      const answer = () => {
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { code: status, message: "injected by the test proxy" } }));
+      };
+      const finish = () => void (opts.before ? opts.before(seen) : Promise.resolve()).then(answer, () => res.destroy());
+      if (opts.forward) {
+        // The work is done upstream; only its answer is lost.
+        forward(req, res, finish);
+      } else {
+        req.resume();
+        finish();
+      }
       return;
     }
     const delay = slowing?.match(seen) ? slowing.ms : 0;
@@ -57,10 +83,15 @@ export async function startHttpFaultProxy(targetPort: number): Promise<HttpFault
     }
     setTimeout(() => forward(req, res), delay);
   });
-  const forward = (req: http.IncomingMessage, res: http.ServerResponse) => {
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse, swallow?: () => void) => {
     const upstream = http.request(
       { host: "127.0.0.1", port: targetPort, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${targetPort}` }, agent },
       (up) => {
+        if (swallow) {
+          up.resume();
+          up.once("end", swallow);
+          return;
+        }
         // A resumable upload's session URL names the emulator: send the rest of the upload through us too.
         const headers = { ...up.headers };
         if (typeof headers.location === "string") headers.location = headers.location.replace(`127.0.0.1:${targetPort}`, `127.0.0.1:${port}`);
@@ -76,8 +107,8 @@ export async function startHttpFaultProxy(targetPort: number): Promise<HttpFault
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    fail(match, status = 503) {
-      failing = match && { match, status };
+    fail(match, status = 503, opts = {}) {
+      failing = match && { match, status, opts, left: opts.times ?? Infinity };
     },
     slow(match, ms = 1000) {
       slowing = match && { match, ms };

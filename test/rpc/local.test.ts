@@ -140,6 +140,16 @@ describe("generations and preconditions", () => {
     const g4 = (await client.store("gen/1", "again", { ifGenerationMatch: 0 })).generation;
     expect(g4).toBeGreaterThan(g3);
   });
+
+  test("created_at is the time of the write that made this version, as on GCS (an overwrite does not keep the first one)", async () => {
+    const first = await client.store("times/local", "v1");
+    await new Promise((r) => setTimeout(r, 20));
+    const before = Date.now();
+    const second = await client.store("times/local", "v2");
+    expect(second.createdAt!.getTime()).toBeGreaterThanOrEqual(before);
+    expect(second.createdAt!.getTime()).toBeGreaterThan(first.createdAt!.getTime());
+    expect((await client.stat("times/local"))!.createdAt).toEqual(second.createdAt);
+  });
 });
 
 describe("streams", () => {

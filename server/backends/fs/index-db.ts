@@ -108,7 +108,7 @@ export function openIndex(file: string, opts: { durable: boolean; faults?: FsFau
         generation = excluded.generation, kind = excluded.kind, content_type = excluded.content_type,
         metadata = excluded.metadata, size = excluded.size, crc32c = excluded.crc32c,
         stored_size = excluded.stored_size, stored_crc32c = excluded.stored_crc32c,
-        encoding = excluded.encoding, updated_at = excluded.updated_at,
+        encoding = excluded.encoding, created_at = excluded.created_at, updated_at = excluded.updated_at,
         expires_at = excluded.expires_at, blob = excluded.blob, data = excluded.data,
         written_at = excluded.written_at, writer = excluded.writer`),
     dataOf: db.prepare(`SELECT data FROM objects WHERE key = ? AND generation = ?`).pluck(),

@@ -1,38 +1,45 @@
 /**
- * The Google Cloud Storage tier (@google-cloud/storage 7.x).
+ * The Google Cloud Storage tier (@google-cloud/storage 7.x for the bucket,
+ * listings and the sweep; gcs-http.ts for the requests every call makes).
  *
  * - Our flags live in custom metadata (object-metadata.ts), never in
  *   contentEncoding.
- * - Every write carries a generation precondition (the caller's, or the one
- *   we observed just before), so a retried or racing write never clobbers a
- *   newer one; with the SDK 7.x a precondition-less save() also turns the
- *   client's autoRetry off for everybody.
+ * - One request per call where correctness allows: a read takes its record
+ *   from the media answer's headers (gcs-read.ts); a write without a
+ *   precondition sends no look-up before it, and a write with one hands it to
+ *   GCS (commit-version.ts: what a retry after an ambiguous failure looks at
+ *   first so it never clobbers a newer write).
  * - Every version carries the origin of its write (x-fs-written-at, x-fs-writer)
  *   and a delete leaves a tombstone: a zero-byte object with x-fs-deleted=1
  *   and the delete's origin, invisible to reads and listings. Several daemons
  *   replaying writes made during an outage compare origins, so an older write
  *   can neither overwrite a newer one nor resurrect a key deleted later.
- * - Uploads: gcs-upload.ts (one request when held whole, else an upload part
- *   composed into the key with its final metadata).
+ *   A delete looks first (it says whether something was deleted, and a newer
+ *   tombstone is left alone), then writes its tombstone guarded by what it saw.
+ * - Uploads carry our CRC32C for GCS to verify (gcs-upload.ts: one request when
+ *   held whole, else parts uploaded in parallel and composed into the key with
+ *   the final metadata); large reads go in parallel parts (parallel-read.ts).
  * - The SDK's own retries are off; ours (retry.ts) are counted and bounded.
  * - Errors are translated where they arise (gcs-errors.ts): no raw error with
  *   an HTTP `code` leaves this folder, and messages never carry the bucket name.
  */
-import { Readable } from "node:stream";
 import { Storage, type FileMetadata } from "@google-cloud/storage";
 import type { Backend, DeleteOptions, GetOptions, HeadOptions, ListOptions, ObjectRecord, PutMeta, PutOptions } from "../backend.js";
 import { compareOrigins, newOrigin } from "../write-origin.js";
 import { Code, StorageError, generationMismatch } from "../../storage-error.js";
-import { bindSignal, throwIfAborted } from "../../signals.js";
+import { throwIfAborted } from "../../signals.js";
+import { commitVersion } from "./commit-version.js";
 import type { GcsContext } from "./gcs-context.js";
 import { call, httpStatus, isRetryable } from "./gcs-errors.js";
+import { createGcsHttp, crc32cBase64 } from "./gcs-http.js";
 import { listPage, sweepBucket, type SweepLimits } from "./gcs-listing.js";
-import { PinnedGenerationGone, openRead } from "./gcs-read.js";
+import { readObject, type ParallelReadSettings } from "./gcs-read.js";
 import { uploadStreamed, uploadWhole } from "./gcs-upload.js";
 import { TOMBSTONE_TYPE, customMetadata, toRecord, tombstoneMetadata } from "./object-metadata.js";
 import { ReplaySource } from "./replay-source.js";
 import { withRetry } from "./retry.js";
 import { gcsStorageOptions, type SdkOptions } from "./sdk-options.js";
+import type { PartSettings } from "./upload-parts.js";
 
 export { gcsStorageOptions } from "./sdk-options.js";
 export type { SweepLimits } from "./gcs-listing.js";
@@ -43,8 +50,12 @@ export interface GcsBackendOptions extends SdkOptions {
   location?: string;
   /** Retries after the first attempt of a retry-safe call. */
   maxRetries: number;
-  /** Uploads above this size (or of unknown size past it) are streamed through an upload part (default 8 MiB). */
+  /** Sources up to this size go up in one multipart request; larger ones in parts (default 8 MiB); parts of at least this size go up resumably. */
   resumableThresholdBytes?: number;
+  /** Large reads in parallel parts (default: from 64 MiB, 8 parts of 16 MiB in flight). */
+  parallelRead?: Partial<ParallelReadSettings>;
+  /** Streamed uploads: part size and parts uploading at once (default 16 MiB x 4; 1 = one resumable session in requests of partBytes). */
+  parallelUpload?: { partBytes?: number; parts?: number };
   /** An injected SDK client (tests); build it with gcsStorageOptions() so SDK retries stay off. */
   storage?: Storage;
   /** This daemon's writer id: the origin of writes and deletes that come without one. */
@@ -75,8 +86,12 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<GcsBack
   const bucket = storage.bucket(opts.bucket);
   const writer = opts.writer ?? "";
   const threshold = opts.resumableThresholdBytes ?? 8 * MiB;
+  const parallelRead: ParallelReadSettings = { thresholdBytes: 64 * MiB, parts: 8, partBytes: 16 * MiB, ...opts.parallelRead };
+  const parts: PartSettings = { partBytes: 16 * MiB, parts: 4, ...opts.parallelUpload, resumableThresholdBytes: threshold };
+  const http = createGcsHttp(storage, opts.bucket, opts.timeoutMs);
   const ctx: GcsContext = {
     bucket,
+    http,
     maxRetries: opts.maxRetries,
     timeoutMs: opts.timeoutMs,
     retry: (fn, signal) => withRetry(fn, { maxRetries: opts.maxRetries, timeoutMs: opts.timeoutMs, signal, retryable: isRetryable }),
@@ -112,8 +127,7 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<GcsBack
   }
 
   /** Raw object metadata (expired objects and tombstones included), or undefined. */
-  const stat = (key: string, signal?: AbortSignal): Promise<FileMetadata | undefined> =>
-    ctx.retry(() => call("stat", async () => (await bucket.file(key).getMetadata())[0], { notFound: undefined }), signal);
+  const stat = (key: string, signal?: AbortSignal): Promise<FileMetadata | undefined> => ctx.retry((attempt) => http.stat(key, attempt), signal);
 
   /** The record (a tombstone only when asked for), or undefined. */
   async function head(key: string, headOpts?: HeadOptions): Promise<ObjectRecord | undefined> {
@@ -134,64 +148,37 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<GcsBack
     return { raw, live, guard: raw?.generation ?? 0n };
   }
 
-  /** GCS refused the generation we observed: a concurrent write won. */
-  async function lostRace(key: string, expected: bigint | undefined, err: StorageError, what: string): Promise<never> {
-    if (expected !== undefined) {
-      const now = await head(key).catch(() => undefined);
-      throw generationMismatch(key, expected, now?.generation);
-    }
-    throw new StorageError(Code.Aborted, `a concurrent write to key "${key}" won ${what}; retry it`, { cause: err });
-  }
-
   async function put(key: string, source: AsyncIterable<Uint8Array>, meta: PutMeta, putOpts: PutOptions = {}): Promise<ObjectRecord> {
     const { signal, ifGenerationMatch: expected, verify } = putOpts;
     throwIfAborted(signal);
     await ensureBucket(signal);
-    // Observe the current generation before touching the source: it is the
-    // precondition of the upload, and a mismatch fails before any byte moves.
-    // An expired object or a tombstone is invisible, but GCS still holds it: guard on it.
-    const { live, guard } = await observe(key, expected, signal);
     const origin = meta.origin ?? newOrigin(writer);
     // Up to the threshold is read ahead (and kept for a replay).
     const replay = new ReplaySource(source, threshold);
-    // The codec fills meta.encoding once data flows, size/crc32c at the end.
     const whole = await replay.fill(signal);
-    const target = { key, contentType: meta.contentType, guard, metadata: () => customMetadata(meta, live?.createdAt, origin) };
-    try {
-      const uploaded = whole ? await uploadWhole(ctx, replay, target, signal, verify) : await uploadStreamed(ctx, replay, target, signal, verify);
-      return toRecord(key, uploaded);
-    } catch (err) {
-      if (StorageError.is(err, Code.FailedPrecondition) && err.cause !== undefined) return lostRace(key, expected, err, "the write");
-      throw err;
-    }
+    // A streamed upload with a precondition checks it before the rest of the
+    // stream moves (GCS would only say so at the end); a whole one lets GCS check it.
+    // An expired object or a tombstone is invisible, but GCS still holds it: guard on it.
+    const guard = !whole && expected !== undefined ? (await observe(key, expected, signal)).guard : undefined;
+    // The codec fills meta.encoding once data flows, size/crc32c at the end.
+    const target = {
+      key,
+      contentType: meta.contentType,
+      metadata: () => customMetadata(meta, origin),
+      storedAsIs: () => meta.encoding?.compression === undefined && meta.encoding?.encryption === undefined,
+      origin,
+      expected,
+      guard,
+      look: (s?: AbortSignal) => stat(key, s),
+    };
+    const uploaded = whole ? await uploadWhole(ctx, replay, target, signal, verify) : await uploadStreamed(ctx, replay, target, parts, signal, verify);
+    return toRecord(key, uploaded);
   }
 
-  async function get(key: string, getOpts: GetOptions = {}): Promise<{ record: ObjectRecord; body: Readable } | undefined> {
-    const { signal, range, ifGenerationMatch: expected } = getOpts;
-    throwIfAborted(signal);
-    // The object may be replaced between the stat and the read (the read is
-    // pinned to the stat's generation): then look again.
-    for (let race = 0; ; race++) {
-      const record = await head(key, { signal });
-      if (!record) return undefined;
-      if (expected !== undefined && record.generation !== expected) throw generationMismatch(key, expected, record.generation);
-      const offset = range?.offset ?? 0;
-      if (offset > record.storedSize) {
-        throw new StorageError(Code.OutOfRange, `offset ${offset} is past the end of key "${key}" (${record.storedSize} bytes)`);
-      }
-      const end = Math.min(record.storedSize, range?.length === undefined ? Infinity : offset + range.length);
-      if (end <= offset) return { record, body: Readable.from([]) };
-      const whole = offset === 0 && end === record.storedSize;
-      try {
-        const pinned = bucket.file(key, { generation: record.generation.toString() });
-        const body = await ctx.retry(() => openRead(pinned, whole ? undefined : { start: offset, end: end - 1 }), signal);
-        return { record, body: bindSignal(body, signal) };
-      } catch (err) {
-        if (!(err instanceof PinnedGenerationGone)) throw err;
-        if (race >= 3) throw new StorageError(Code.Aborted, `key "${key}" kept changing while it was read; try again`);
-      }
-    }
-  }
+  const get = (key: string, getOpts: GetOptions = {}) => {
+    throwIfAborted(getOpts.signal);
+    return readObject(ctx, key, getOpts, parallelRead, stat);
+  };
 
   /**
    * Deletes by writing a tombstone over the current version (or over nothing:
@@ -206,23 +193,20 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<GcsBack
     const origin = delOpts.origin ?? newOrigin(writer);
     const { raw, live, guard } = await observe(key, expected, signal);
     if (raw?.deleted && compareOrigins(raw.origin, origin) >= 0) return false;
-    try {
-      await ctx.retry(
-        () =>
-          call("delete", () =>
-            bucket.file(key).save(Buffer.alloc(0), {
-              resumable: false,
-              validation: false,
-              metadata: { contentType: TOMBSTONE_TYPE, metadata: tombstoneMetadata(origin) },
-              preconditionOpts: { ifGenerationMatch: guard.toString() },
-            }),
-          ),
-        signal,
-      );
-    } catch (err) {
-      if (StorageError.is(err, Code.FailedPrecondition)) return lostRace(key, expected, err, "over the delete");
-      throw err;
-    }
+    const resource = { contentType: TOMBSTONE_TYPE, metadata: tombstoneMetadata(origin), crc32c: crc32cBase64(0) };
+    await commitVersion(
+      ctx,
+      {
+        key,
+        origin,
+        expected,
+        guard,
+        what: "the delete",
+        attempt: (g, s) => http.uploadMultipart(key, resource, [], { ifGenerationMatch: g }, s),
+        look: (s) => stat(key, s),
+      },
+      signal,
+    );
     return live !== undefined;
   }
 
@@ -251,7 +235,7 @@ export async function createGcsBackend(opts: GcsBackendOptions): Promise<GcsBack
     list: (listOpts: ListOptions) => listPage(ctx, listOpts),
     probe,
     sweep: (limits) => sweepBucket(ctx, limits, del),
-    // The SDK keeps no resources that need closing (its sockets are pooled and unref'd).
-    close: async () => undefined,
+    // The SDK keeps no resources that need closing (its sockets are pooled and unref'd); ours are closed.
+    close: async () => http.close(),
   };
 }

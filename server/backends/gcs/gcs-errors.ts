@@ -32,6 +32,10 @@ export function translate(what: string, err: unknown): StorageError {
   const fail = (c: Code, msg: string) => new StorageError(c, msg, { cause: err });
   if (code === "CONTENT_DOWNLOAD_MISMATCH") return fail(Code.DataLoss, "GCS read: the CRC32C of the data does not match the object's");
   if (code === "FILE_NO_UPLOAD" || code === "FILE_NO_UPLOAD_DELETE") return fail(Code.DataLoss, "GCS upload: the CRC32C GCS computed does not match the data sent");
+  // GCS refuses an upload whose CRC32C (sent with it) differs from its own: nothing was stored.
+  if (status === 400 && /crc32c/i.test(err instanceof Error ? err.message : "")) {
+    return fail(Code.DataLoss, `GCS ${what}: the CRC32C GCS computed does not match the one sent; nothing was stored`);
+  }
   if (status === 412) return fail(Code.FailedPrecondition, `GCS ${what}: generation precondition failed`);
   if (status === 416) return fail(Code.OutOfRange, `GCS ${what}: the requested range is past the end of the object`);
   if (status === 404) return fail(Code.NotFound, `GCS ${what}: not found`);

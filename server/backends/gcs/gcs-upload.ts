@@ -1,154 +1,122 @@
 /**
- * Uploads to GCS. A source held whole (at most the resumable threshold) goes
- * up in one multipart request carrying its final metadata, retried while the
- * precondition makes that safe. A larger one is streamed (resumable) into a
- * temporary object under .filestorage/uploads/, checked (verify), then
- * composed into the key with the metadata only the end of the stream can give
- * (original size and CRC32C), in one request guarded by the precondition:
- * until the compose succeeds the key keeps its previous version, and the
- * temporary object is deleted either way (a crash leaves it to the sweep).
+ * Uploads to GCS, every one carrying our CRC32C for GCS to verify (GCS
+ * refuses a mismatch and keeps nothing; nothing is validated after the fact,
+ * so the key never loses its version to a failed check).
+ *
+ * - A source held whole (at most the resumable threshold) goes up in one
+ *   multipart request with its final metadata (commit-version.ts: retries).
+ * - A larger one, with one part at a time (GCS_PARALLEL_UPLOAD_PARTS=1), is
+ *   one resumable session (stream-upload.ts): straight into the key when the
+ *   object is stored as it came (its size and CRC32C are then GCS's own, so
+ *   the metadata is complete before the bytes), else into a temporary object
+ *   composed into the key with the metadata only the end of the stream gives.
+ * - With more parts at a time, the stream goes up as parts in parallel
+ *   (upload-parts.ts), checked, then composed into the key with the final
+ *   metadata. The compose is guarded like any write: until it succeeds the
+ *   key keeps its previous version; temporary objects live under
+ *   .filestorage/uploads/ and are deleted either way (a crash leaves them to the sweep).
  */
 import { randomUUID } from "node:crypto";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import type { File, FileMetadata } from "@google-cloud/storage";
+import type { FileMetadata } from "@google-cloud/storage";
 import { crc32c } from "@node-rs/crc32";
 import type { PutOptions } from "../backend.js";
-import { Code, StorageError } from "../../storage-error.js";
-import { abortError } from "../../signals.js";
+import type { WriteOrigin } from "../write-origin.js";
+import { commitVersion, type Commit } from "./commit-version.js";
 import type { GcsContext } from "./gcs-context.js";
-import { call, isRetryable, translate } from "./gcs-errors.js";
+import { call } from "./gcs-errors.js";
+import { crc32cBase64 } from "./gcs-http.js";
 import { UPLOADS_PREFIX, X } from "./object-metadata.js";
 import type { ReplaySource } from "./replay-source.js";
-import { withRetry } from "./retry.js";
+import { uploadInOneSession } from "./stream-upload.js";
+import { uploadInParts, type PartSettings } from "./upload-parts.js";
 
-const MiB = 1024 * 1024;
-
-/** What an upload writes besides the bytes. */
+/** What an upload writes besides the bytes, and how it is guarded. */
 export interface UploadTarget {
   key: string;
   contentType: string;
-  /** The custom metadata; for a streamed upload called at the end, once size and CRC32C are known. */
+  /** The custom metadata; complete once the source has ended (the codec fills size and CRC32C as it streams). */
   metadata: () => Record<string, string>;
-  /** ifGenerationMatch of the write (0 = nothing there). */
-  guard: bigint;
+  /** True when the stored bytes are the original ones (no compression, no encryption): known once data flowed. */
+  storedAsIs: () => boolean;
+  origin: WriteOrigin;
+  /** The caller's precondition (undefined = none: one request, see commit-version.ts). */
+  expected?: bigint;
+  /** The generation observed before a streamed conditional upload. */
+  guard?: bigint;
+  /** The key's raw metadata now, for the retries' look-up. */
+  look: (signal: AbortSignal | undefined) => Promise<FileMetadata | undefined>;
 }
 
-/** Uploads a source held whole in `replay` in one request; retried while the source can be replayed. */
-export function uploadWhole(ctx: GcsContext, replay: ReplaySource, target: UploadTarget, signal: AbortSignal | undefined, verify: PutOptions["verify"]): Promise<FileMetadata> {
-  const file = ctx.bucket.file(target.key);
-  return withRetry(
-    (attemptSignal) => uploadOnce(ctx, file, replay.iterate(), target.metadata(), target.contentType, target.guard, false, attemptSignal, verify),
-    // Uploads have an idle timeout instead of a deadline per attempt.
-    { maxRetries: ctx.maxRetries, timeoutMs: 0, signal, retryable: isRetryable },
+const commitOf = (target: UploadTarget, attempt: Commit["attempt"], once = false): Commit => ({
+  key: target.key,
+  origin: target.origin,
+  expected: target.expected,
+  guard: target.guard,
+  what: "the write",
+  attempt,
+  look: target.look,
+  once,
+});
+
+/** Uploads a source held whole in `replay` in one request (retried as commit-version.ts says). */
+export async function uploadWhole(ctx: GcsContext, replay: ReplaySource, target: UploadTarget, signal: AbortSignal | undefined, verify: PutOptions["verify"]): Promise<FileMetadata> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let crc = 0;
+  for await (const chunk of replay.iterate()) {
+    chunks.push(chunk);
+    size += chunk.byteLength;
+    crc = crc32c(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), crc);
+  }
+  // Before anything is sent: a throw here stores nothing.
+  verify?.({ size, crc32c: crc >>> 0 });
+  const resource = { contentType: target.contentType || undefined, metadata: target.metadata(), crc32c: crc32cBase64(crc) };
+  return commitVersion(
+    ctx,
+    commitOf(target, (guard, s) => ctx.http.uploadMultipart(target.key, resource, chunks, { ifGenerationMatch: guard }, s)),
+    signal,
   );
 }
 
-/** Streams `replay` into an upload part, then composes it into the key (see the file comment). */
-export async function uploadStreamed(ctx: GcsContext, replay: ReplaySource, target: UploadTarget, signal: AbortSignal | undefined, verify: PutOptions["verify"]): Promise<FileMetadata> {
-  const part = ctx.bucket.file(`${UPLOADS_PREFIX}${randomUUID()}`);
-  try {
-    const uploaded = await uploadOnce(ctx, part, replay.iterate(), { [X.kind]: "BYTES" }, "application/octet-stream", 0n, true, signal ?? new AbortController().signal, verify);
-    return await ctx.retry(
-      () =>
-        call("compose", async () => {
-          const [body] = await ctx.bucket.file(target.key).request({
-            method: "POST",
-            uri: "/compose",
-            json: {
-              destination: { contentType: target.contentType || undefined, metadata: target.metadata() },
-              sourceObjects: [{ name: part.name, generation: uploaded.generation }],
-            },
-            qs: { ifGenerationMatch: target.guard.toString() },
-          });
-          return body as FileMetadata;
-        }),
-      signal,
-    );
-  } finally {
-    await call("delete", () => part.delete()).catch(() => undefined);
-  }
-}
-
-/** One upload attempt; a failing source, verify or signal destroys the write stream, so nothing is committed. */
-async function uploadOnce(
+/** Streams `replay` to the key (see the file comment). */
+export async function uploadStreamed(
   ctx: GcsContext,
-  file: File,
-  chunks: AsyncIterable<Uint8Array>,
-  custom: Record<string, string>,
-  contentType: string,
-  guard: bigint,
-  resumable: boolean,
-  signal: AbortSignal,
+  replay: ReplaySource,
+  target: UploadTarget,
+  settings: PartSettings,
+  signal: AbortSignal | undefined,
   verify: PutOptions["verify"],
 ): Promise<FileMetadata> {
-  const ws = file.createWriteStream({
-    resumable,
-    validation: "crc32c",
-    metadata: { contentType, metadata: custom },
-    preconditionOpts: { ifGenerationMatch: guard.toString() },
-  });
-  const idle = new IdleTimer(ctx.timeoutMs);
-  // Failures of the source and of verify are the caller's: they pass unchanged.
-  let callerError: { err: unknown } | undefined;
-  async function* feed(): AsyncGenerator<Uint8Array> {
-    let size = 0;
-    let crc = 0;
-    const it = chunks[Symbol.asyncIterator]();
-    for (;;) {
-      let next: IteratorResult<Uint8Array>;
-      try {
-        next = await it.next();
-      } catch (err) {
-        callerError = { err };
-        throw err;
-      }
-      if (next.done) break;
-      const chunk = next.value;
-      size += chunk.length;
-      crc = crc32c(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), crc);
-      // Timed only while GCS holds us up, not while we wait for a slow client.
-      idle.arm();
-      yield chunk;
-      idle.disarm();
-    }
-    // Before the end of the body: a throw here abandons the upload.
-    try {
-      verify?.({ size, crc32c: crc >>> 0 });
-    } catch (err) {
-      callerError = { err };
-      throw err;
-    }
-    idle.arm();
+  const composeInto = (sources: { name: string; generation: string }[]) =>
+    commitVersion(
+      ctx,
+      commitOf(target, (guard, s) =>
+        ctx.http.compose(target.key, { contentType: target.contentType || undefined, metadata: target.metadata() }, sources, { ifGenerationMatch: guard }, s),
+      ),
+      signal,
+    );
+  if (settings.parts > 1) return uploadInParts(ctx, replay.iterate(), settings, signal, verify, composeInto);
+  if (target.storedAsIs()) {
+    // The metadata is complete now; the session's last request commits the key.
+    const resource = { contentType: target.contentType || undefined, metadata: target.metadata() };
+    return commitVersion(
+      ctx,
+      commitOf(target, (guard) => uploadInOneSession(ctx, replay.iterate(), { name: target.key, resource, guard }, settings.partBytes, signal, verify), true),
+      signal,
+    );
   }
-  const both = AbortSignal.any([signal, idle.signal]);
+  const part = `${UPLOADS_PREFIX}${randomUUID()}`;
   try {
-    await pipeline(Readable.from(feed(), { objectMode: false, highWaterMark: MiB }), ws, { signal: both });
-    return file.metadata;
-  } catch (err) {
-    if (callerError) throw callerError.err;
-    if (idle.signal.aborted) throw idle.signal.reason;
-    if (signal.aborted) throw abortError(signal, err);
-    throw translate("upload", err);
+    const uploaded = await uploadInOneSession(
+      ctx,
+      replay.iterate(),
+      { name: part, resource: { contentType: "application/octet-stream", metadata: { [X.kind]: "BYTES" } } },
+      settings.partBytes,
+      signal,
+      verify,
+    );
+    return await composeInto([{ name: part, generation: String(uploaded.generation) }]);
   } finally {
-    idle.disarm();
-  }
-}
-
-/** Aborts its signal when armed for longer than `ms` without being disarmed. */
-class IdleTimer {
-  private readonly ac = new AbortController();
-  private timer: NodeJS.Timeout | undefined;
-  readonly signal = this.ac.signal;
-  constructor(private readonly ms: number) {}
-  arm(): void {
-    if (!(this.ms > 0 && Number.isFinite(this.ms)) || this.timer) return;
-    this.timer = setTimeout(() => {
-      this.ac.abort(new StorageError(Code.Unavailable, `GCS made no progress for ${this.ms} ms`));
-    }, this.ms);
-  }
-  disarm(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    await call("delete", () => ctx.bucket.file(part).delete({ ignoreNotFound: true })).catch(() => undefined);
   }
 }

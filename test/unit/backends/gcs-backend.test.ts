@@ -9,6 +9,7 @@ import { Storage } from "@google-cloud/storage";
 import { crc32c } from "@node-rs/crc32";
 import type { Backend, PutMeta } from "../../../server/backends/backend.js";
 import { createGcsBackend, gcsStorageOptions, type GcsBackend } from "../../../server/backends/gcs/gcs-backend.js";
+import { createGcsHttp, crc32cBase64 } from "../../../server/backends/gcs/gcs-http.js";
 import { Code } from "../../../server/storage-error.js";
 import { chunked, expectStorageError, readBody } from "../../support/backend-io.js";
 import { startFakeGcs, type FakeGcs } from "../../kit/fake-gcs.js";
@@ -184,6 +185,52 @@ describe("GCS backend", () => {
       expect(flat.objects.map((o) => o.key)).toEqual(["visible"]);
       const rolled = await backend.list({ limit: 10, delimiter: "/" });
       expect(rolled.prefixes).toEqual([]);
+    });
+
+    test("non-ASCII metadata reads back exactly, from a read's headers as from a stat", async () => {
+      const metadata = { name: "tëst 中文 🎉", list: ["ä", "€"] };
+      const rec = await backend.put("unicode", chunked(Buffer.from("u")), meta({ metadata, contentType: "text/plain" }));
+      const got = await backend.get("unicode");
+      expect(got!.record).toEqual(rec);
+      await readBody(got!.body);
+      expect((await backend.head("unicode"))!.metadata).toEqual(metadata);
+    });
+
+    test("an upload whose CRC32C does not match its bytes is refused by GCS: DATA_LOSS, and the key keeps its version", async () => {
+      await backend.put("crc", chunked(Buffer.from("kept")), meta());
+      const http = createGcsHttp(sdk(), bucket, 5000);
+      try {
+        const err = await expectStorageError(
+          http.uploadMultipart("crc", { contentType: "text/plain", crc32c: crc32cBase64(crc32c(Buffer.from("other"))) }, [Buffer.from("sent")], {}),
+          Code.DataLoss,
+        );
+        expect(err.message).not.toContain(bucket);
+      } finally {
+        http.close();
+      }
+      expect((await readBody((await backend.get("crc"))!.body)).toString()).toBe("kept");
+    });
+
+    test("a read in parallel parts of an object replaced meanwhile fails ABORTED, never a mix of versions", async () => {
+      const parallel = await createGcsBackend({
+        bucket,
+        apiEndpoint: gcs.url,
+        maxRetries: 0,
+        timeoutMs: 5000,
+        parallelRead: { thresholdBytes: MiB, partBytes: 256 * 1024, parts: 2 },
+      });
+      const first = randomBytes(2 * MiB);
+      await parallel.put("moving", chunked(first, MiB), meta());
+      const got = await parallel.get("moving");
+      const it = got!.body[Symbol.asyncIterator]();
+      const head = (await it.next()).value as Buffer;
+      expect(head.equals(first.subarray(0, head.length))).toBe(true);
+      await parallel.put("moving", chunked(randomBytes(2 * MiB), MiB), meta());
+      const rest = (async () => {
+        for (;;) if ((await it.next()).done) return;
+      })();
+      await expectStorageError(rest, Code.Aborted);
+      await parallel.close();
     });
 
     test("an injected SDK client is used", async () => {
