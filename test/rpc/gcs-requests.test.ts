@@ -1,7 +1,8 @@
 /**
  * GCS requests per call, counted at an HTTP proxy in front of the real
- * fake-gcs-server, through the real gRPC server with ENABLE_CACHE=false (the
- * in-memory cache would hide requests), so the one-request rules cannot
+ * fake-gcs-server, through the real gRPC server with ENABLE_CACHE=false and
+ * DISK_CACHE_MAX_MB=0 (either cache would hide requests; the disk cache's own
+ * are counted in disk-cache.test.ts), so the one-request rules cannot
  * regress: a Retrieve, a Stat and an unconditional or conditional Store are
  * one request each. Also here: what a retry after an ambiguous failure looks
  * at (it never clobbers a newer write), large reads and uploads in parallel
@@ -35,6 +36,7 @@ beforeAll(async () => {
     GCS_PROJECT_ID: "test",
     GCS_API_ENDPOINT: proxy.url,
     ENABLE_CACHE: "false",
+    DISK_CACHE_MAX_MB: "0",
     MAX_RETRIES: "2",
     TIMEOUT_SECONDS: "5",
     // No background calls while requests are counted.
