@@ -33,7 +33,7 @@
  *   floor generations (see redis-cache-store.ts for the races that remain).
  */
 import { Readable, Transform, pipeline } from "node:stream";
-import { BufferedSource, ReplayableSource, type Backend, type DeleteOptions, type GetOptions, type ObjectRecord, type PutMeta, type PutOptions } from "../backends/backend.js";
+import { BufferedSource, ReplayableSource, checkRange, type Backend, type DeleteOptions, type GetOptions, type ObjectRecord, type PutMeta, type PutOptions } from "../backends/backend.js";
 import { Code, StorageError } from "../storage-error.js";
 import { throwIfAborted } from "../signals.js";
 import type { CachedObject, CacheStore } from "./cache-store.js";
@@ -165,12 +165,14 @@ export async function createCacheBackend(inner: Backend, opts: CacheOptions): Pr
       const { range, ifGenerationMatch } = getOpts;
       const cached = await lookup(key);
       if (cached && (ifGenerationMatch === undefined || ifGenerationMatch === cached.record.generation)) {
-        const bytes = sliceRange(cached.bytes, range);
-        // A range the cache cannot answer (bad or past the end) gets the inner backend's answer and error.
-        if (bytes) {
+        if (range) checkRange(range);
+        // Past the end of the cached copy: the tier would say the same, without a request.
+        if (range && range.offset > cached.bytes.length) {
           hit();
-          return { record: { ...cached.record }, body: bodyOf(bytes) };
+          throw new StorageError(Code.OutOfRange, `offset ${range.offset} is past the end of key "${key}" (${cached.bytes.length} bytes)`);
         }
+        hit();
+        return { record: { ...cached.record }, body: bodyOf(sliceRange(cached.bytes, range)) };
       }
       miss();
       if (range) return inner.get(key, getOpts);
@@ -299,12 +301,10 @@ function isExpired(record: ObjectRecord, now = Date.now()): boolean {
   return record.expiresAt !== undefined && record.expiresAt <= now;
 }
 
-/** The requested part of cached bytes, or undefined when the range is not servable here. */
-function sliceRange(bytes: Buffer, range: GetOptions["range"]): Buffer | undefined {
+/** The requested part of cached bytes (a range checked already, its offset within them). */
+function sliceRange(bytes: Buffer, range: GetOptions["range"]): Buffer {
   if (!range) return bytes;
   const { offset, length } = range;
-  if (!Number.isSafeInteger(offset) || offset < 0 || offset > bytes.length) return undefined;
-  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) return undefined;
   return bytes.subarray(offset, length === undefined ? undefined : Math.min(bytes.length, offset + length));
 }
 

@@ -167,6 +167,11 @@ export function createMetrics(): Metrics {
     labelNames: ["tier"] as const,
     registers,
   });
+  // Every tier and problem exported from the start at 0, so increase() (and an alert on it) sees the first one.
+  for (const tier of ["local", "disk_cache", "gcs"]) {
+    repairs.labels(tier).inc(0);
+    for (const problem of ["corrupt", "orphan"]) problems.labels(tier, problem).inc(0);
+  }
   const scrubbedBytes = new Counter({ name: "fs_scrubbed_bytes_total", help: "Stored bytes the background scrubber re-read", registers });
   new Gauge({
     name: "fs_disk_cache_entries",
