@@ -10,6 +10,7 @@
  * anything else is CANCELLED. Imports nothing but the error type.
  */
 import type { Readable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, StorageError } from "./storage-error.js";
 
 /** The StorageError an aborted `signal` stands for (see the rule above). */
@@ -107,13 +108,6 @@ export async function* abortable(source: AsyncIterable<Uint8Array>, signal: Abor
 
 /** Resolves after `ms`, or early (without error) when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
+  // Rejects only with the abort, which ends the wait early.
+  return delay(ms, undefined, { signal }).catch(() => undefined);
 }

@@ -7,9 +7,6 @@
  * come back a Buffer. Misses are values (`null`, `false`); every failure
  * rejects with a FileStorageError carrying the gRPC status code.
  */
-import { randomBytes } from "node:crypto";
-import * as fs from "node:fs";
-import * as fsp from "node:fs/promises";
 import type { Readable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
@@ -29,9 +26,7 @@ import {
   RetrieveStreamRequestSchema,
   StatRequestSchema,
   StoreRequestSchema,
-  StoreStreamHeaderSchema,
   type QueryUploadResponse,
-  type StoreStreamHeader,
   VerifyRequestSchema,
   type StoreStreamRequest,
   type StoreStreamResponse,
@@ -55,10 +50,8 @@ import { readFlush, type FlushOptions, type FlushProgress } from "./flush-call.j
 import { toObjectInfo, toStorageStats, type ObjectInfo, type StorageStats, type Usage } from "./object-info.js";
 import { openRetrieveStream, type TailCheck } from "./retrieve-stream-download.js";
 import { optionalBigInt, required, toStruct } from "./request-fields.js";
-import { fileSource, replaySource } from "./resumable-source.js";
-import { uploadResumably } from "./resumable-upload.js";
-import { sendStoreStream } from "./store-stream-upload.js";
 import { callUnary, type UnaryMethod } from "./unary-call.js";
+import { uploadObject, type UploadSource } from "./upload-object.js";
 import { decodeValue, encodeValue, dataKindOf } from "./value-encoding.js";
 import { verifyEvents, type VerifyEvent } from "./verify-events.js";
 
@@ -74,14 +67,9 @@ export type {
   UploadStatus,
 } from "./client-options.js";
 
-const MiB = 1024 * 1024;
-const DEFAULT_RESUME_ATTEMPTS = 10;
-const DEFAULT_REPLAY_WINDOW_BYTES = 64 * MiB;
+export { newUploadId } from "./upload-object.js";
 
-/** A random upload id: 22 characters of base64url (128 bits). */
-export function newUploadId(): string {
-  return randomBytes(16).toString("base64url");
-}
+const MiB = 1024 * 1024;
 
 // StoreStream's data chunks are encoded without protobuf-es's general writer (see chunkFastPath).
 const Stub = clientConstructor(FileStorageService, { storeStream: { request: chunkFastPath(2, "payload", "chunk") } });
@@ -318,7 +306,7 @@ export class FileStorageClient {
    */
   async upload(
     key: string,
-    source: string | NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    source: UploadSource,
     opts: UploadOptions = {},
   ): Promise<ObjectInfo> {
     return this.storeStream(key, source, opts, dataKindOf(opts.kind ?? "bytes"));
@@ -350,94 +338,6 @@ export class FileStorageClient {
     }
   }
 
-  // upload() with the kind already decided (store() passes the one it inferred).
-  private async storeStream(
-    key: string,
-    source: string | NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-    opts: UploadOptions,
-    kind: DataKind,
-  ): Promise<ObjectInfo> {
-    const chunkSize = checkInteger("chunkSize", opts.chunkSize ?? MiB, 1);
-    const size = opts.size ?? (typeof source === "string" ? (await fsp.stat(source)).size : undefined);
-    const header = create(StoreStreamHeaderSchema, {
-      key,
-      kind,
-      contentType: opts.contentType ?? "",
-      metadata: toStruct(opts.metadata),
-      size: size === undefined ? undefined : BigInt(size),
-      ifGenerationMatch: optionalBigInt(opts.ifGenerationMatch),
-      expiresAt: opts.expiresAt && timestampFromDate(opts.expiresAt),
-    });
-    const signal = opts.signal;
-    signal?.throwIfAborted();
-    try {
-      const info =
-        opts.resumable || opts.uploadId !== undefined
-          ? await this.resumableUpload(header, source, opts, chunkSize, size)
-          : await this.oneShotUpload(header, source, opts, chunkSize, size);
-      return toObjectInfo(info);
-    } catch (err) {
-      throw signal?.aborted ? signal.reason : FileStorageError.from(err);
-    }
-  }
-
-  /** One StoreStream: the bytes of `source` once. */
-  private async oneShotUpload(
-    header: StoreStreamHeader,
-    source: string | NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-    opts: UploadOptions,
-    chunkSize: number,
-    size: number | undefined,
-  ) {
-    // Reading in pieces of chunkSize (not the 64 KiB default) halves the syscalls.
-    const input = typeof source === "string" ? fs.createReadStream(source, { highWaterMark: chunkSize }) : source;
-    const { call, response } = this.openStoreStream();
-    const onAbort = (): void => call.cancel();
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      const res = await sendStoreStream(call, response, header, toAsync(input as AsyncIterable<Uint8Array | string>), {
-        chunkSize,
-        totalBytes: size,
-        onProgress: opts.onProgress,
-      });
-      return required(res.object);
-    } finally {
-      opts.signal?.removeEventListener("abort", onAbort);
-    }
-  }
-
-  /** StoreStreams under one upload id until one completes (resumable-upload.ts). */
-  private resumableUpload(
-    header: StoreStreamHeader,
-    source: string | NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-    opts: UploadOptions,
-    chunkSize: number,
-    size: number | undefined,
-  ) {
-    header.uploadId = opts.uploadId ?? newUploadId();
-    const window = checkInteger("replayWindowBytes", opts.replayWindowBytes ?? DEFAULT_REPLAY_WINDOW_BYTES, 1);
-    return uploadResumably(
-      {
-        openStoreStream: () => this.openStoreStream(),
-        // The resume loop keeps its own budget: each query is one attempt.
-        queryUpload: (id, signal) => this.queryUploadRaw(id, signal, 0),
-      },
-      {
-        header,
-        source:
-          typeof source === "string"
-            ? fileSource(source, chunkSize)
-            : replaySource(toAsync(source as AsyncIterable<Uint8Array | string>), window),
-        chunkSize,
-        totalBytes: size,
-        onProgress: opts.onProgress,
-        maxAttempts: checkInteger("maxResumeAttempts", opts.maxResumeAttempts ?? DEFAULT_RESUME_ATTEMPTS, 0),
-        continueExisting: opts.uploadId !== undefined,
-        signal: opts.signal,
-      },
-    );
-  }
-
   /**
    * Opens a RetrieveStream: resolves with the ObjectInfo once the daemon
    * answers and a byte stream of the data (from offset, up to limit), which
@@ -463,6 +363,20 @@ export class FileStorageClient {
    */
   async downloadToFile(key: string, filePath: string, opts: DownloadToFileOptions = {}): Promise<ObjectInfo> {
     return downloadToFile({ stat: (k) => this.stat(k), openDownload: (k, o, check) => this.openDownload(k, o, check) }, key, filePath, opts);
+  }
+
+  // upload() with the kind already decided (store() passes the one it inferred).
+  private storeStream(key: string, source: UploadSource, opts: UploadOptions, kind: DataKind): Promise<ObjectInfo> {
+    return uploadObject(
+      {
+        openStoreStream: () => this.openStoreStream(),
+        queryUpload: (id, signal, retries) => this.queryUploadRaw(id, signal, retries),
+      },
+      key,
+      source,
+      opts,
+      kind,
+    );
   }
 
   /** One StoreStream call with the client's token; its answer as a promise. */
@@ -494,8 +408,4 @@ export class FileStorageClient {
   private unary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, idempotent: boolean, signal?: AbortSignal): Promise<Res> {
     return callUnary(this.stub, method, request, { deadlineMs: this.deadlineMs, retries: this.retries, metadata: this.metadata, idempotent, signal });
   }
-}
-
-async function* toAsync(input: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>): AsyncGenerator<Uint8Array | string> {
-  yield* input;
 }

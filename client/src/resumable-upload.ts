@@ -15,6 +15,7 @@
  * going as long as each attempt gets some bytes in, and one against a daemon
  * that stays down gives up after about half a minute with the defaults.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import type * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
@@ -148,14 +149,6 @@ function gaveUp(last: FileStorageError, id: string, attempts: number): FileStora
 /** 100 ms doubling to 5 s, with jitter; ends early (without error) when `signal` aborts. */
 function backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
   const ceiling = Math.min(5000, 100 * 2 ** (attempt - 1));
-  const ms = ceiling / 2 + Math.random() * (ceiling / 2);
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
+  // Rejects only with the abort, which ends the wait early.
+  return delay(ceiling / 2 + Math.random() * (ceiling / 2), undefined, { signal }).catch(() => undefined);
 }

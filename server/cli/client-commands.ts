@@ -18,15 +18,14 @@ import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { InvalidArgumentError, Option, type Command } from "commander";
-import { FileStorageClient, FileStorageError, newUploadId, status, type DataKindName, type FlushProgress, type TlsOptions, type Usage, type VerifyFindingEvent, type VerifySummaryEvent } from "../../client/src/index.js";
+import { FileStorageClient, FileStorageError, newUploadId, status, type DataKindName, type TlsOptions, type Usage, type VerifySummaryEvent } from "../../client/src/index.js";
 import { EXIT_USAGE, localFileError, reportFailure, usageError } from "./cli-errors.js";
-import { humanSize, longHeader, longObjectRow, longPrefixRow } from "./list-format.js";
-import { byteBar, countBar, flushBar } from "./progress-bars.js";
+import { longHeader, longObjectRow, longPrefixRow } from "./list-format.js";
+import { byteBar, countBar, flushBar, verifyBar } from "./progress-bars.js";
+import { findingLine, flushSummary, usageSummary, verifySummary } from "./summaries.js";
 import { terminalGuard } from "./terminal-guard.js";
-import { MultiBar, Presets, type SingleBar } from "cli-progress";
 
 const EXIT_CORRUPT = 3;
-const MiB = 1024 * 1024;
 
 interface GlobalOptions {
   address: string;
@@ -270,7 +269,7 @@ export function registerClientCommands(program: Command): void {
     .option("--repair", "repair what a good copy elsewhere allows, and remove orphans")
     .action((prefix: string, opts: { gcs?: boolean; repair?: boolean }, cmd: Command) =>
       withClient(cmd, async (client) => {
-        const bar = verifyBar();
+        const bar = verifyBar(write);
         let summary: VerifySummaryEvent | undefined;
         try {
           for await (const event of client.verify({ prefix, includeGcs: opts.gcs, repair: opts.repair })) {
@@ -282,72 +281,10 @@ export function registerClientCommands(program: Command): void {
           bar.stop();
         }
         if (summary === undefined) throw new FileStorageError(status.UNKNOWN, "the daemon ended Verify without a summary");
-        await write(summaryLine(summary));
+        await write(verifySummary(summary));
         return summary.corrupt > 0 ? EXIT_CORRUPT : 0;
       }),
     );
-}
-
-/** The one line `usage` prints: the count and both sizes, human and exact. */
-function usageSummary(prefix: string, u: Usage): string {
-  const where = prefix === "" ? "every key" : prefix;
-  return (
-    `${where}: ${u.objectCount} object${u.objectCount === 1 ? "" : "s"}, ` +
-    `${humanSize(u.totalBytes)} (${u.totalBytes} bytes), stored ${humanSize(u.storedBytes)} (${u.storedBytes} bytes)`
-  );
-}
-
-/** The one line `flush` prints when it is done (the bar shows the rest on a terminal). */
-function flushSummary(p: FlushProgress): string {
-  const writes = `${p.replicated} write${p.replicated === 1 ? "" : "s"}`;
-  return `flush done: ${writes} replicated to GCS, ${p.failed} failed attempt${p.failed === 1 ? "" : "s"} retried, ${p.pending} pending`;
-}
-
-/** `corrupt disk-cache "models/a.bin" generation 17: block 3 of 8 fails its CRC32C (repaired: re-fetched from GCS)` */
-function findingLine(f: VerifyFindingEvent): string {
-  const what = f.key === "" ? `${f.problem} ${f.tier}` : `${f.problem} ${f.tier} ${JSON.stringify(f.key)} generation ${f.generation}`;
-  const outcome = f.repaired ? ` (repaired: ${f.repair})` : f.repair ? ` (${f.repair})` : "";
-  return `${what}: ${f.detail}${outcome}\n`;
-}
-
-function summaryLine(s: VerifySummaryEvent): string {
-  return (
-    `checked ${s.checkedCopies} copies (${(s.checkedBytes / MiB).toFixed(1)} MiB) in ${s.seconds.toFixed(1)} s: ` +
-    `${s.corrupt} corrupt, ${s.orphans} orphaned, ${s.unchecked} unchecked, ${s.repaired} repaired\n`
-  );
-}
-
-/**
- * Verify's progress bar on stderr when it is a terminal, and where findings
- * go meanwhile: stdout, or above the bar when both are the same terminal.
- */
-function verifyBar(): { update?: (done: number, total: number, tier: string) => void; print(line: string): Promise<void>; stop(): void } {
-  if (!process.stderr.isTTY) return { print: write, stop: () => undefined };
-  const bars = new MultiBar(
-    { stream: process.stderr, format: "verify {tier} [{bar}] {percentage}% | {doneMiB}/{totalMiB} MiB", hideCursor: true, clearOnComplete: false },
-    Presets.shades_classic,
-  );
-  const mib = (n: number): string => (n / MiB).toFixed(1);
-  let bar: SingleBar | undefined;
-  return {
-    update(done, total, tier) {
-      const payload = { doneMiB: mib(done), totalMiB: mib(total), tier };
-      if (bar === undefined) bar = bars.create(total, done, payload);
-      else {
-        bar.setTotal(total);
-        bar.update(done, payload);
-      }
-    },
-    async print(line) {
-      if (process.stdout.isTTY) bars.log(line);
-      else await write(line);
-    },
-    stop() {
-      // Lines logged since the last redraw are written by a redraw only, not by stop().
-      bars.update();
-      bars.stop();
-    },
-  };
 }
 
 interface PutOptions {

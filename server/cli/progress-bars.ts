@@ -1,9 +1,9 @@
 /**
  * Progress bars of the client commands, on stderr and only when stderr is a
  * terminal (piped or redirected output stays clean): bytes for put and get,
- * writes for flush, a running count for usage.
+ * writes for flush, a running count for usage, bytes per tier for verify.
  */
-import { Presets, SingleBar } from "cli-progress";
+import { MultiBar, Presets, SingleBar } from "cli-progress";
 import type { FlushProgress, Usage } from "../../client/src/index.js";
 import { humanSize } from "./list-format.js";
 
@@ -76,4 +76,37 @@ export function countBar(prefix: string): Progress<[u: Usage]> | undefined {
     (bar, u) => bar.start(0, 0, payload(u)),
     (bar, u) => bar.update(0, payload(u)),
   );
+}
+
+/**
+ * Verify's progress bar on stderr when it is a terminal, and where findings
+ * go meanwhile: `write` (stdout), or above the bar when both are the same terminal.
+ */
+export function verifyBar(write: (text: string) => Promise<void>): { update?: (done: number, total: number, tier: string) => void; print(line: string): Promise<void>; stop(): void } {
+  if (!process.stderr.isTTY) return { print: write, stop: () => undefined };
+  const bars = new MultiBar(
+    { stream: process.stderr, format: "verify {tier} [{bar}] {percentage}% | {doneMiB}/{totalMiB} MiB", hideCursor: true, clearOnComplete: false },
+    Presets.shades_classic,
+  );
+  const mib = (n: number): string => (n / MiB).toFixed(1);
+  let bar: SingleBar | undefined;
+  return {
+    update(done, total, tier) {
+      const payload = { doneMiB: mib(done), totalMiB: mib(total), tier };
+      if (bar === undefined) bar = bars.create(total, done, payload);
+      else {
+        bar.setTotal(total);
+        bar.update(done, payload);
+      }
+    },
+    async print(line) {
+      if (process.stdout.isTTY) bars.log(line);
+      else await write(line);
+    },
+    stop() {
+      // Lines logged since the last redraw are written by a redraw only, not by stop().
+      bars.update();
+      bars.stop();
+    },
+  };
 }

@@ -5,6 +5,7 @@
  * and read the status the daemon answers. Used by the hostile-input tests and
  * bench/fuzz.ts.
  */
+import type { EventEmitter } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 
 export const SERVICE_PATH = "/filestorage.v1.FileStorageService";
@@ -55,7 +56,7 @@ export function wireClient(address: string): WireClient {
         call.on("error", () => undefined);
         void (async () => {
           for (const m of messages) {
-            if (!call.write(Buffer.from(m))) await new Promise<void>((r) => { call.once("drain", r); call.once("close", r); });
+            if (!call.write(Buffer.from(m))) await untilDrainedOrClosed(call);
             if (call.closed || call.destroyed) return;
           }
           call.end();
@@ -79,4 +80,17 @@ export function wireClient(address: string): WireClient {
 /** The status name ("INVALID_ARGUMENT") of a code, for assertions that read well. */
 export function statusName(code: grpc.status): string {
   return grpc.status[code] ?? String(code);
+}
+
+/** Resolves on the next 'drain' or 'close', leaving no listener behind (a long stream waits many times). */
+function untilDrainedOrClosed(call: EventEmitter): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off("drain", done);
+      call.off("close", done);
+      resolve();
+    };
+    call.once("drain", done);
+    call.once("close", done);
+  });
 }
