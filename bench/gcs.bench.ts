@@ -7,7 +7,10 @@
  *   - one large object of BENCH_GCS_LARGE_MIB (default 256) MiB uploaded and
  *     downloaded in 1 MiB pieces (the daemon in parallel parts with its
  *     default settings; the SDK with one resumable upload and one read).
- * The daemon runs with ENABLE_CACHE=false (reads reach GCS) and
+ * The daemon runs with ENABLE_CACHE=false and DISK_CACHE_MAX_MB=0 (reads
+ * reach GCS: this measures the GCS tier; BENCH_DISK_CACHE_MAX_MB=1024 runs it
+ * with the disk cache's default, where each first read also copies the object
+ * to disk; bench/disk-cache.bench.ts measures cached reads) and
  * ENABLE_COMPRESSION=false (random bytes; the same bytes go to the emulator).
  * A second daemon with GCS_PARALLEL_READ_PARTS=1 and GCS_PARALLEL_UPLOAD_PARTS=1
  * moves the large object in one stream each way, like the SDK (large object only).
@@ -67,6 +70,7 @@ async function main(): Promise<void> {
     GCS_API_ENDPOINT: gcs.url,
     ENABLE_CACHE: "false",
     ENABLE_COMPRESSION: "false",
+    DISK_CACHE_MAX_MB: process.env.BENCH_DISK_CACHE_MAX_MB ?? "0",
   }, { mallocTuning: mallocTuningWanted() });
   const oneStreamDir = await makeTempDir("fs-bench-gcs-", scratchRoot());
   const oneStream = await spawnDaemon({
@@ -76,6 +80,7 @@ async function main(): Promise<void> {
     GCS_API_ENDPOINT: gcs.url,
     ENABLE_CACHE: "false",
     ENABLE_COMPRESSION: "false",
+    DISK_CACHE_MAX_MB: process.env.BENCH_DISK_CACHE_MAX_MB ?? "0",
     GCS_PARALLEL_READ_PARTS: "1",
     GCS_PARALLEL_UPLOAD_PARTS: "1",
   }, { mallocTuning: mallocTuningWanted() });

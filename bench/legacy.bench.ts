@@ -28,7 +28,8 @@ import { makeTempDir } from "../test/kit/temp-dir.js";
 import { fixed, median, mib, printTable, secondsSince } from "./support/bench-report.js";
 import { machineLine, mallocTuningWanted, positiveInt, scratchRoot } from "./support/bench-settings.js";
 import { cpuProfileArgs, newestProfile, printProfileSummary, summariseCpuProfile } from "./support/cpu-profile.js";
-import { onInterrupt } from "./support/on-interrupt.js";
+import { ownCleanup } from "../test/kit/owned-resources.js";
+import { runBench } from "./support/bench-run.js";
 
 const KINDS = ["json", "text", "bytes"] as const;
 const LABELS: Record<(typeof KINDS)[number], string> = { json: "1 KiB JSON task result", text: "100 KiB text", bytes: "1 MiB bytes" };
@@ -105,7 +106,7 @@ async function main(): Promise<void> {
     await daemon?.stop(30_000);
     await dir.cleanup();
   };
-  const unregister = onInterrupt(stopAll);
+  const unregister = ownCleanup(stopAll);
   try {
     fs.mkdirSync(path.join(dir.path, "daemon"));
     fs.mkdirSync(path.join(dir.path, "old"));
@@ -176,7 +177,4 @@ function printResult(r: DriverResult, daemonPeakRss: number): void {
   );
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exitCode = 1;
-});
+runBench("legacy", main);

@@ -38,7 +38,8 @@ import { makeTempDir, type TempDir } from "../test/kit/temp-dir.js";
 import { fixed, median, mib, printTable, secondsSince } from "./support/bench-report.js";
 import { machineLine, mallocTuningWanted, positiveInt, positiveInts, scratchRoot } from "./support/bench-settings.js";
 import { cpuProfileArgs, newestProfile, printProfileSummary, summariseCpuProfile } from "./support/cpu-profile.js";
-import { onInterrupt } from "./support/on-interrupt.js";
+import { ownCleanup } from "../test/kit/owned-resources.js";
+import { runBench } from "./support/bench-run.js";
 import { MINIO_PASSWORD, MINIO_USER, startBazelRemote, startMinio, type PeerProcess } from "./support/peer-servers.js";
 
 const GiB = 1024 ** 3;
@@ -173,7 +174,7 @@ async function compare(s: Settings): Promise<void> {
     for (const p of running.splice(0)) await p.stop();
     await dir.cleanup();
   };
-  const unregister = onInterrupt(stopAll);
+  const unregister = ownCleanup(stopAll);
   try {
     for (const sub of ["daemon", "minio", "bazel-remote"]) fs.mkdirSync(path.join(dir.path, sub));
     const daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: path.join(dir.path, "daemon") }, { mallocTuning: mallocTuningWanted() });
@@ -365,7 +366,7 @@ async function profile(s: Settings): Promise<void> {
       await daemon?.stop(30_000);
       await dir.cleanup();
     };
-    const unregister = onInterrupt(stop);
+    const unregister = ownCleanup(stop);
     try {
       daemon = await spawnDaemon({ LOCAL_STORAGE_PATH: dir.path }, { mallocTuning: mallocTuningWanted(), nodeArgs: cpuProfileArgs(profDir) });
       console.log(`## ${workload}: daemon pid ${daemon.pid}, load average ${loadLine()}`);
@@ -410,7 +411,4 @@ async function main(): Promise<void> {
   else await compare(settings);
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exitCode = 1;
-});
+runBench("peers", main);

@@ -3,7 +3,8 @@
  * interrupted: child processes (daemons, emulators, Redis, a relaunched
  * benchmark) and temporary folders. The kit's helpers register what they make
  * (spawnServerProcess, startFakeGcs, startRedis, makeTempDir) and forget it
- * once it is stopped or removed; a benchmark's signal handler
+ * once it is stopped or removed; anything else (a peer server a bench drives)
+ * registers a cleanup of its own. A benchmark's signal handler
  * (bench/support/bench-run.ts) calls releaseAll() to stop and remove the rest.
  */
 import type { ChildProcess } from "node:child_process";
@@ -12,6 +13,7 @@ import * as fs from "node:fs/promises";
 const children = new Set<ChildProcess>();
 const folders = new Set<string>();
 const removalListeners: ((folder: string) => Promise<void>)[] = [];
+const cleanups: (() => Promise<void> | void)[] = [];
 
 const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
 
@@ -26,6 +28,15 @@ export function ownChild(child: ChildProcess): void {
 export function ownFolder(folder: string): () => void {
   folders.add(folder);
   return () => folders.delete(folder);
+}
+
+/** Registers `cleanup` (run by releaseAll, newest first, before children are stopped); the returned function forgets it. */
+export function ownCleanup(cleanup: () => Promise<void> | void): () => void {
+  cleanups.push(cleanup);
+  return () => {
+    const i = cleanups.indexOf(cleanup);
+    if (i >= 0) cleanups.splice(i, 1);
+  };
 }
 
 /** The temp folders registered and not removed yet. */
@@ -44,11 +55,19 @@ export async function folderRemoving(folder: string): Promise<void> {
 }
 
 /**
- * Stops every registered child (SIGTERM; SIGKILL for those still running
- * after `graceMs`), waits until all have exited, then removes every
- * registered folder. Resolves when nothing is left.
+ * Runs the registered cleanups (newest first; a failure is reported and the
+ * rest still run), stops every registered child (SIGTERM; SIGKILL for those
+ * still running after `graceMs`), waits until all have exited, then removes
+ * every registered folder. Resolves when nothing is left.
  */
 export async function releaseAll(graceMs = 3000): Promise<void> {
+  for (const cleanup of cleanups.splice(0).reverse()) {
+    try {
+      await cleanup();
+    } catch (err) {
+      console.error(`cleanup failed: ${(err as Error).message}`);
+    }
+  }
   const live = [...children].filter(running);
   const exits = live.map((child) => new Promise<void>((resolve) => (running(child) ? child.once("exit", () => resolve()) : resolve())));
   for (const child of live) child.kill("SIGTERM");

@@ -130,6 +130,22 @@ test("a cached object costs one metadata request per read, whole or ranged, and 
   expect(await metric(daemon, "fs_disk_cache_entries")).toBe(1);
 });
 
+test("a small object is answered from GCS's bytes at once and copied to disk after: its next read costs one metadata request, and a bad copy is caught", async () => {
+  const { client, daemon } = await daemonWith();
+  const data = randomBytes(16 * 1024);
+  await client.store("dc/small", data);
+  const first = await requestsOf(async () => expect((await client.retrieve<Buffer>("dc/small"))?.equals(data)).toBe(true));
+  expect(first.filter(isMedia)).toHaveLength(1);
+  // The copy is written after the answer.
+  await waitFor("the small copy on disk", () => cacheRow(daemon.storagePath, "dc/small") !== undefined);
+  expect(cacheRow(daemon.storagePath, "dc/small")).toMatchObject({ storedSize: data.length });
+  const second = await requestsOf(async () => expect((await client.retrieve<Buffer>("dc/small"))?.equals(data)).toBe(true));
+  expect(second.map((r) => [r.method, isMetadataRead(r)])).toEqual([["GET", true]]);
+  // A flipped byte in the copy is caught by its block CRC32C: the read is still right (from GCS).
+  flipFileByte(cacheFile(daemon.storagePath, cacheRow(daemon.storagePath, "dc/small")!.blob), 100);
+  expect((await client.retrieve<Buffer>("dc/small"))?.equals(data)).toBe(true);
+});
+
 test("a copy is served only while its generation is GCS's: another writer's overwrite or delete is seen at once", async () => {
   const { client, daemon, bucket } = await daemonWith();
   const v1 = randomBytes(2 * MiB);

@@ -62,6 +62,8 @@ export class Fill {
   private state: "running" | "done" | "failed" = "running";
   private error: unknown;
   private blocksWritten = 0;
+  /** The whole copy is written and has passed its size and CRC32C checks (it may not be published yet). */
+  private checked = false;
   private readonly count: number;
   private readers = 0;
   private waiters: (() => void)[] = [];
@@ -134,8 +136,8 @@ export class Fill {
   }
 
   private ready(index: number): Promise<void> | undefined {
-    // The last block waits for the whole copy's checks.
-    const available = index < this.blocksWritten && (index < this.count - 1 || this.state === "done");
+    // The last block waits for the whole copy's checks (not for its publishing: readers have the file already).
+    const available = index < this.blocksWritten && (index < this.count - 1 || this.checked || this.state === "done");
     if (available) return undefined;
     if (this.state === "failed") return Promise.reject(this.error);
     return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() => this.ready(index));
@@ -186,6 +188,8 @@ export class Fill {
       if (storedIsOriginal(this.record) && written.crc32c !== this.record.crc32c >>> 0) {
         throw dataLoss("GCS's copy fails the object's CRC32C");
       }
+      this.checked = true;
+      this.wake();
       if (!this.cancelled) {
         try {
           await this.host.publish(this.key, this.record, this.id, written, this.claim);
