@@ -21,7 +21,7 @@ import { repoRoot } from "../test/kit/repo-root.js";
 import { machineLine, mallocEnv } from "./support/bench-settings.js";
 import { INTERRUPTED_EXIT_CODE } from "./support/bench-run.js";
 
-const BENCHES = ["stream", "resumable", "small-writes", "gcs", "disk-cache", "codec", "json-check"] as const;
+const BENCHES = ["stream", "concurrency", "resumable", "small-writes", "gcs", "disk-cache", "codec", "json-check"] as const;
 /** Run only when named: long-running checks rather than measurements to compare. */
 const ON_REQUEST = ["soak", "legacy", "peers"] as const;
 /** Benches that run tools test/setup/install-tools.sh installs. */

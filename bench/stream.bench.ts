@@ -15,7 +15,6 @@
  * Run:  npm run build && node dist/bench/stream.bench.js
  *       BENCH_MIB=256 BENCH_RUNS=5 node dist/bench/stream.bench.js
  */
-import { once } from "node:events";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
@@ -26,7 +25,8 @@ import { makeTempDir } from "../test/kit/temp-dir.js";
 import { machineLine, mallocTuningWanted, MiB, positiveInt, scratchRoot } from "./support/bench-settings.js";
 import { runBench } from "./support/bench-run.js";
 import { fixed, median, mib, printTable, ratio, secondsSince } from "./support/bench-report.js";
-import { downloadRequest, echoClient, startEchoServer, type EchoClient } from "./support/echo-server.js";
+import { echoClient, startEchoServer } from "./support/echo-server.js";
+import { CHUNK, echoDown, echoUp, pieces, productDown, productUp } from "./support/stream-paths.js";
 
 interface Path {
   name: string;
@@ -38,8 +38,6 @@ interface Path {
   peakRss: number;
 }
 
-const CHUNK = MiB;
-const KEY = "bench/stream.bin";
 
 async function main(): Promise<void> {
   const total = positiveInt("BENCH_MIB", 1024) * MiB;
@@ -126,42 +124,6 @@ function newPath(
   down: (bytes: number) => Promise<void>,
 ): Path {
   return { name, server, up, down, upRates: [], downRates: [], peakRss: 0 };
-}
-
-/** `total` bytes as views of one random block, as a network source would hand them over. */
-function* pieces(block: Buffer, total: number): Generator<Buffer> {
-  for (let sent = 0; sent < total; sent += block.length) yield block.subarray(0, Math.min(block.length, total - sent));
-}
-
-async function productUp(client: FileStorageClient, block: Buffer, total: number): Promise<void> {
-  const info = await client.upload(KEY, pieces(block, total), { size: total });
-  if (Number(info.size) !== total) throw new Error(`daemon stored ${info.size} bytes, expected ${total}`);
-}
-
-async function productDown(client: FileStorageClient, total: number): Promise<void> {
-  const { stream } = await client.download(KEY);
-  let received = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) received += chunk.length;
-  if (received !== total) throw new Error(`downloaded ${received} bytes, expected ${total}`);
-}
-
-async function echoUp(client: EchoClient, block: Buffer, total: number): Promise<void> {
-  let call!: ReturnType<EchoClient["upload"]>;
-  const answer = new Promise<Buffer>((resolve, reject) => {
-    call = client.upload((err, res) => (err ? reject(err) : resolve(res!)));
-  });
-  for (const piece of pieces(block, total)) {
-    if (!call.write(piece)) await Promise.race([once(call, "drain"), answer]);
-  }
-  call.end();
-  const received = Number((await answer).readBigUInt64LE(0));
-  if (received !== total) throw new Error(`echo server received ${received} bytes, expected ${total}`);
-}
-
-async function echoDown(client: EchoClient, total: number): Promise<void> {
-  let received = 0;
-  for await (const chunk of client.download(downloadRequest(total, CHUNK)) as AsyncIterable<Buffer>) received += chunk.length;
-  if (received !== total) throw new Error(`echo server sent ${received} bytes, expected ${total}`);
 }
 
 async function fileUp(file: string, block: Buffer, total: number): Promise<void> {
