@@ -8,8 +8,8 @@ import (
 )
 
 // ErrNotFound matches (errors.Is) the error of Retrieve, Stat and Download
-// for a key that holds no object. That error keeps its gRPC status too:
-// status.Code(err) == codes.NotFound.
+// for a key that holds no object, and of QueryUpload for an unknown upload
+// id. That error keeps its gRPC status too: status.Code(err) == codes.NotFound.
 var ErrNotFound = errors.New("filestorage: no object under that key")
 
 // notFound wraps a NOT_FOUND status error so that it also matches ErrNotFound.

@@ -7,7 +7,7 @@ import (
 )
 
 // The calls that change nothing, so trying one again cannot do harm.
-var retryableMethods = []string{"Retrieve", "RetrieveStream", "Stat", "Exists", "ListKeys", "GetStats"}
+var retryableMethods = []string{"Retrieve", "RetrieveStream", "Stat", "Exists", "ListKeys", "GetStats", "GetUsage", "QueryUpload"}
 
 // retryServiceConfig is gRPC's own retry policy (exponential backoff with
 // jitter, on UNAVAILABLE) for the calls above, as a service config.

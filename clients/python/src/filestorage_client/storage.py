@@ -21,11 +21,12 @@ import os
 import threading
 from contextlib import aclosing
 from datetime import datetime
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, Tuple, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
 
+from . import admin_calls
 from ._gen import file_storage_pb2 as pb
 from .config import MiB, parse_config
 from .connection import Connection
@@ -330,6 +331,47 @@ class FileStorage:
         async with aclosing(chunks):
             async for chunk in chunks:
                 yield chunk
+
+    # Operations (the calls added to the contract later; GetUsage, Flush and Verify need
+    # the admin right).
+
+    async def query_upload(self, upload_id: str) -> Optional[dict]:
+        """Where the resumable upload ``upload_id`` stands: ``committed_size`` (bytes the
+        daemon holds durably), ``complete``, ``object`` (its ObjectInfo once complete, else
+        None) and ``expires_at`` (when the daemon forgets it; datetime or None). None when
+        the daemon does not know the id (never begun, or expired), in both modes; None on
+        failure too unless strict. Ids are per caller (per token)."""
+        return await self._lenient(f"query_upload({upload_id!r})", None, lambda: admin_calls.query_upload(self._conn, upload_id))
+
+    async def get_usage(self, prefix: str = "") -> Optional[dict]:
+        """The live objects under ``prefix`` (every key when empty) and their bytes:
+        ``object_count``, ``total_bytes`` (original sizes), ``stored_bytes`` (at rest, after
+        compression and encryption) and ``from_index`` (True when the local index answered
+        in one query). Follows the daemon's pages and sums them; retried on UNAVAILABLE.
+        None on failure unless strict."""
+        return await self._lenient(f"get_usage({prefix!r})", None, lambda: admin_calls.get_usage(self._conn, prefix))
+
+    async def flush(self, timeout_seconds: Optional[float] = None) -> Optional[dict]:
+        """Drains the daemon's replication backlog into GCS now and returns its last report
+        once the backlog is empty: ``pending``, ``replicated``, ``failed``,
+        ``oldest_pending_age_seconds``, ``done``. UNAVAILABLE when GCS cannot be reached,
+        DEADLINE_EXCEEDED after ``timeout_seconds`` with writes still pending,
+        FAILED_PRECONDITION when the daemon has no GCS tier. Never retried. None on failure
+        unless strict."""
+        return await self._lenient("flush", None, lambda: admin_calls.flush(self._conn, timeout_seconds))
+
+    async def verify(self, prefix: str = "", include_gcs: bool = False, repair: bool = False) -> Tuple[Optional[dict], list]:
+        """Has the daemon re-read its stored copies under ``prefix`` (the local tier, the disk
+        cache and, with ``include_gcs``, GCS) and check their size and CRC32C, repairing
+        what a good copy elsewhere allows with ``repair``. Returns ``(summary, findings)``:
+        the summary's ``checked_copies``, ``checked_bytes``, ``corrupt``, ``orphans``,
+        ``unchecked``, ``repaired``, ``seconds``, and one dict per corrupt, orphaned or
+        unchecked copy (``tier``, ``key``, ``generation``, ``problem``, ``detail``,
+        ``repaired``, ``repair``). No deadline; never retried. ``(None, [])`` on failure
+        unless strict."""
+        return await self._lenient(
+            f"verify({prefix!r})", (None, []), lambda: admin_calls.verify(self._conn, prefix, include_gcs, repair)
+        )
 
     # Internals.
 
