@@ -93,8 +93,14 @@ async function* blocks(source: BlockSource, opts: BlockReadOptions, release: () 
       let block: Buffer | undefined;
       if (why === undefined) {
         block = Buffer.allocUnsafe(length);
-        const n = await source.read(block, length, blockStart);
-        if (n !== length) why = `block ${index + 1} of ${count} is short (${n} of ${length} bytes)`;
+        const n = await source.read(block, length, blockStart).catch((err: unknown) => {
+          if (!(err instanceof FillAbandoned)) throw err;
+          why = err.message;
+          cause = "abandoned";
+          return -1;
+        });
+        if (why !== undefined) block = undefined;
+        else if (n !== length) why = `block ${index + 1} of ${count} is short (${n} of ${length} bytes)`;
         else if (crc32c(block) !== source.crcOf(index)) why = `block ${index + 1} of ${count} fails its CRC32C`;
       }
       if (why !== undefined) {

@@ -177,7 +177,7 @@ export async function createDiskCacheBackend(inner: Backend, opts: DiskCacheOpti
     if (record.storedSize <= SMALL_COPY_BYTES) {
       const bytes = await readSmall(key, got.body, record.storedSize);
       void keepCopy(key, record, bytes).catch(() => undefined);
-      return { record, body: Readable.from([bytes]) };
+      return { record, body: Readable.from([bytes], { objectMode: false }) };
     }
     const claim = await store.makeRoom(record.storedSize);
     if (claim === undefined) return got;
@@ -213,7 +213,7 @@ export async function createDiskCacheBackend(inner: Backend, opts: DiskCacheOpti
     if (closed || liveFill(key) !== undefined) return;
     const claim = await store.makeRoom(bytes.length);
     if (claim === undefined) return;
-    const fill = await store.fill(key, record, Readable.from([bytes]), claim, { keep: true });
+    const fill = await store.fill(key, record, Readable.from([bytes], { objectMode: false }), claim, { keep: true });
     track(fill);
   }
 

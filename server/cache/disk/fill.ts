@@ -64,6 +64,8 @@ export class Fill {
   private blocksWritten = 0;
   /** The whole copy is written and has passed its size and CRC32C checks (it may not be published yet). */
   private checked = false;
+  /** The copy's file handle is closed: no reader reads it any more. */
+  private handleClosed = false;
   private readonly count: number;
   private readers = 0;
   private waiters: (() => void)[] = [];
@@ -123,10 +125,21 @@ export class Fill {
       blockBytes: this.host.blockBytes,
       ready: (index) => this.ready(index),
       crcOf: (index) => this.writer.crcOf(index),
-      read: (buf, length, position) => readAt(this.handle.fd, buf, length, position),
+      // A reader that attached as the fill ended (its handle closed) takes the bytes from elsewhere.
+      read: (buf, length, position) => (this.handleClosed ? Promise.reject(this.ended()) : readAt(this.handle.fd, buf, length, position)),
       release: () => this.detach(),
     };
     return bindSignal(readBlocks(source, { ...range, onBad }), signal);
+  }
+
+  private closeHandle(): void {
+    if (this.handleClosed) return;
+    this.handleClosed = true;
+    void this.handle.close().catch(() => undefined);
+  }
+
+  private ended(): FillAbandoned {
+    return new FillAbandoned("the fill ended before this reader read its bytes");
   }
 
   /** Gives the fill up now (the store is closing); its readers take the rest from elsewhere. */
@@ -136,6 +149,7 @@ export class Fill {
   }
 
   private ready(index: number): Promise<void> | undefined {
+    if (this.handleClosed) return Promise.reject(this.ended());
     // The last block waits for the whole copy's checks (not for its publishing: readers have the file already).
     const available = index < this.blocksWritten && (index < this.count - 1 || this.checked || this.state === "done");
     if (available) return undefined;
@@ -153,7 +167,7 @@ export class Fill {
     this.readers--;
     if (this.readers > 0) return;
     if (this.state === "running" && !this.opts.keep) this.abort.abort(new FillAbandoned("every reader left"));
-    if (this.state !== "running") void this.handle.close().catch(() => undefined);
+    if (this.state !== "running") this.closeHandle();
   }
 
   private async pump(body: Readable): Promise<boolean> {
@@ -208,7 +222,7 @@ export class Fill {
       this.host.release(this.claim);
       this.wake();
       if (!published) void fs.rm(this.host.tmpPath(this.id), { force: true }).catch(() => undefined);
-      if (this.readers === 0) void this.handle.close().catch(() => undefined);
+      if (this.readers === 0) this.closeHandle();
       this.opts.onSettled?.(published);
     }
   }
