@@ -62,8 +62,6 @@ export class Fill {
   private state: "running" | "done" | "failed" = "running";
   private error: unknown;
   private blocksWritten = 0;
-  /** The whole copy is written and has passed its size and CRC32C checks (it may not be published yet). */
-  private checked = false;
   /** The copy's file handle is closed: no reader reads it any more. */
   private handleClosed = false;
   private readonly count: number;
@@ -150,8 +148,8 @@ export class Fill {
 
   private ready(index: number): Promise<void> | undefined {
     if (this.handleClosed) return Promise.reject(this.ended());
-    // The last block waits for the whole copy's checks (not for its publishing: readers have the file already).
-    const available = index < this.blocksWritten && (index < this.count - 1 || this.checked || this.state === "done");
+    // The last block waits for the whole copy's checks and its publishing, so a read that filled the cache ends with the copy kept.
+    const available = index < this.blocksWritten && (index < this.count - 1 || this.state === "done");
     if (available) return undefined;
     if (this.state === "failed") return Promise.reject(this.error);
     return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() => this.ready(index));
@@ -202,8 +200,6 @@ export class Fill {
       if (storedIsOriginal(this.record) && written.crc32c !== this.record.crc32c >>> 0) {
         throw dataLoss("GCS's copy fails the object's CRC32C");
       }
-      this.checked = true;
-      this.wake();
       if (!this.cancelled) {
         try {
           await this.host.publish(this.key, this.record, this.id, written, this.claim);
