@@ -31,28 +31,28 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Backend, Outbox } from "./backends/backend.js";
-import { createFsBackend, type FsBackend, type FsFaults } from "./backends/fs/fs-backend.js";
+import { createFsBackend } from "./backends/fs/fs-backend.js";
 import type { GcsBackend } from "./backends/gcs/gcs-backend.js";
 import { createCacheBackend, type CacheBackend, type CacheOptions } from "./cache/cache-backend.js";
-import { createDiskCacheBackend, type DiskCacheBackend, type DiskCacheStats } from "./cache/disk/disk-cache-backend.js";
+import { createDiskCacheBackend, type DiskCacheBackend } from "./cache/disk/disk-cache-backend.js";
 import { localCacheKey, tierCacheKey, type CacheKey } from "./cache/cache-key.js";
 import { cacheNamespace } from "./cache/cache-namespace.js";
 import { createCodecBackend, createKeyring, type Keyring } from "./codec/codec-backend.js";
 import type { Config } from "./config/load-config.js";
 import { createChainBackend } from "./engine/chain-backend.js";
-import { CircuitBreaker, type BreakerState } from "./engine/circuit-breaker.js";
-import { createEngine, type Engine } from "./engine/engine.js";
+import { CircuitBreaker } from "./engine/circuit-breaker.js";
+import { createEngine } from "./engine/engine.js";
 import { startExpirySweeper, type ExpirySweeper } from "./engine/expiry.js";
-import { flushBacklog, type FlushOptions, type FlushProgress } from "./engine/flush.js";
+import { flushBacklog } from "./engine/flush.js";
 import { countUsage, createQuotas, type Quotas } from "./engine/quota.js";
 import { createRepairs, type IntegrityTier, type Repairs } from "./engine/repair.js";
-import { startReplicator, type Outcome, type Replicator } from "./engine/replicator.js";
+import { startReplicator, type Replicator } from "./engine/replicator.js";
 import { startScrubber } from "./engine/scrubber.js";
-import { verifyCopies, type IntegrityProblem, type VerifyEvent, type VerifyOptions, type VerifySources, type VerifySummary } from "./engine/verify.js";
+import { verifyCopies, type VerifyEvent, type VerifyOptions, type VerifySources } from "./engine/verify.js";
 import { createSharedQuotas } from "./engine/shared-quotas.js";
-import { createMetricsBackend, type TierObserver } from "./metrics/metrics-backend.js";
-import type { Tracer } from "@opentelemetry/api";
-import { createUploadSessions, type UploadSessions } from "./uploads/upload-sessions.js";
+import type { Stack, StackEvents, StackHooks } from "./stack-contract.js";
+import { createMetricsBackend } from "./metrics/metrics-backend.js";
+import { createUploadSessions } from "./uploads/upload-sessions.js";
 import { Code, StorageError, failedPrecondition } from "./storage-error.js";
 
 /** While the store's shared-cache key is unknown, a lookup tries to load it at most this often. */
@@ -61,92 +61,7 @@ const CACHE_KEY_RETRY_MS = 2000;
 const ORPHAN_GRACE_MS = 60_000;
 const MiB = 1024 * 1024;
 
-/** What the stack reports as it works (metrics, logs). */
-export interface StackEvents {
-  onCompressionSaved?: (bytes: number) => void;
-  onFallback?: (op: "put" | "delete") => void;
-  onReplicated?: (op: "put" | "delete", outcome: Outcome) => void;
-  onBreakerState?: (state: BreakerState) => void;
-  onExpired?: (count: number) => void;
-  /** A get/head answered by the cache / not answered by it. */
-  onCacheHit?: () => void;
-  onCacheMiss?: () => void;
-  /** A shared-cache frame failed authentication (a miss). */
-  onCacheRejectedFrame?: () => void;
-  /** The disk cache: a get answered from disk / not; an entry evicted. */
-  onDiskCacheHit?: () => void;
-  onDiskCacheMiss?: () => void;
-  onDiskCacheEviction?: () => void;
-  /** A bad or orphaned copy found (by a read, Verify or the scrubber). */
-  onIntegrityProblem?: (tier: IntegrityTier, problem: IntegrityProblem) => void;
-  /** A bad copy replaced by a good one from another tier. */
-  onRepaired?: (tier: IntegrityTier) => void;
-  /** Bytes the scrubber re-read. */
-  onScrubbed?: (bytes: number) => void;
-  /** Each call of a tier (gcs, local) with its outcome and duration. */
-  tier?: TierObserver;
-  /** ENABLE_TRACING: a span per tier call (gcs, local, cache) and per replicated entry. */
-  tracer?: Tracer;
-  log?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
-}
-
-/** What tests and the daemon inject beyond the Config. */
-export interface StackHooks {
-  fsFaults?: FsFaults;
-}
-
-/** The state GetStats, health and metrics report. */
-export interface StackStatus {
-  initialized: boolean;
-  gcsEnabled: boolean;
-  gcsAvailable: boolean;
-  breaker?: BreakerState;
-  localFallbackEnabled: boolean;
-  cacheEnabled: boolean;
-  compressionEnabled: boolean;
-  encryptionEnabled: boolean;
-  cache: { entries: number; bytes: number; hits: number; misses: number };
-  diskCache: DiskCacheStats;
-  pending: { count: number; oldestAgeSeconds: number };
-}
-
-export interface Stack {
-  /** What the RPC handlers call. */
-  engine: Engine;
-  /** The top of the layers, under the engine. */
-  store: Backend;
-  /** Resumable upload sessions (StoreStream with an upload_id, QueryUpload). */
-  uploads: UploadSessions;
-  status(): StackStatus;
-  /** Resolves when a write can be made durable somewhere now. */
-  probe(signal?: AbortSignal): Promise<void>;
-  /** Runs one replication pass (no-op without GCS). */
-  replicate(): Promise<{ replicated: number; remaining: number }>;
-  /**
-   * Drains the replication backlog now and waits until it is empty
-   * (engine/flush.ts: UNAVAILABLE when GCS cannot be reached, DEADLINE_EXCEEDED
-   * after opts.timeoutMs); FAILED_PRECONDITION when there is no GCS tier.
-   */
-  flush(opts?: FlushOptions): Promise<FlushProgress>;
-  /** Deletes expired objects (and, with GCS, sweeps the bucket); returns how many expired ones. */
-  sweepExpired(opts?: { gcs?: boolean }): Promise<number>;
-  /** Re-reads and checks stored copies (engine/verify.ts): progress, findings, then a summary. */
-  verify(opts: VerifyOptions): AsyncIterable<VerifyEvent>;
-  /** Runs one scrubber pass now (repairing what it can); its summary. */
-  scrub(): Promise<VerifySummary | undefined>;
-  /** The parts, for admin work and tests. */
-  readonly parts: {
-    local: FsBackend;
-    gcs?: GcsBackend;
-    breaker?: CircuitBreaker;
-    replicator?: Replicator;
-    cache?: CacheBackend;
-    diskCache?: DiskCacheBackend;
-    repairs?: Repairs;
-    quotas?: Quotas;
-  };
-  close(): Promise<void>;
-}
+export type { Stack, StackEvents, StackHooks, StackStatus } from "./stack-contract.js";
 
 /** Builds the whole stack from `config`; on a failure, whatever was opened is closed again. */
 export async function buildStack(config: Config, events: StackEvents = {}, hooks: StackHooks = {}): Promise<Stack> {
