@@ -146,6 +146,16 @@ test("a small object is answered from GCS's bytes at once and copied to disk aft
   expect((await client.retrieve<Buffer>("dc/small"))?.equals(data)).toBe(true);
 });
 
+test("100 first reads of small objects at once, past the copies written in the background: every answer right, every object cached", async () => {
+  const { client, daemon } = await daemonWith();
+  const values = Array.from({ length: 100 }, (_, i) => randomBytes(8 * 1024 + i));
+  await Promise.all(values.map((v, i) => client.store(`dc/many/${i}`, v)));
+  const got = await Promise.all(values.map((_, i) => client.retrieve<Buffer>(`dc/many/${i}`)));
+  expect(got.map((g, i) => g?.equals(values[i]!))).toEqual(values.map(() => true));
+  await waitFor("every small copy on disk", () => values.every((_, i) => cacheRow(daemon.storagePath, `dc/many/${i}`) !== undefined));
+  expect((await client.getStats()).diskCacheEntries).toBe(100);
+});
+
 test("a copy is served only while its generation is GCS's: another writer's overwrite or delete is seen at once", async () => {
   const { client, daemon, bucket } = await daemonWith();
   const v1 = randomBytes(2 * MiB);

@@ -48,6 +48,13 @@ const CLOSE_WAIT_MS = 2000;
  * disk cache, bench/gcs.bench.ts).
  */
 const SMALL_COPY_BYTES = 256 * 1024;
+/**
+ * Copies of small objects being written after their answer, at most: each
+ * holds its bytes until written, so past this a small object takes the
+ * ordinary fill (its reader waits for the copy), and memory stays bounded by
+ * the calls in flight however fast reads arrive.
+ */
+const MAX_BACKGROUND_COPIES = 32;
 
 export interface DiskCacheEvents {
   /** A get answered from disk (a copy, or a fill another reader started). */
@@ -161,6 +168,9 @@ export async function createDiskCacheBackend(inner: Backend, opts: DiskCacheOpti
     });
   }
 
+  /** Small objects' copies being written after their answer (MAX_BACKGROUND_COPIES). */
+  let backgroundCopies = 0;
+
   /** Fetches of a key not cached that have not answered yet: readers arriving meanwhile wait for them. */
   const starting = new Map<string, Promise<Fill | undefined>>();
 
@@ -174,9 +184,12 @@ export async function createDiskCacheBackend(inner: Backend, opts: DiskCacheOpti
     if (got === undefined) return undefined;
     const { record } = got;
     if (closed || !keepable(record) || liveFill(key) !== undefined) return got;
-    if (record.storedSize <= SMALL_COPY_BYTES) {
+    if (record.storedSize <= SMALL_COPY_BYTES && backgroundCopies < MAX_BACKGROUND_COPIES) {
       const bytes = await readSmall(key, got.body, record.storedSize);
-      void keepCopy(key, record, bytes).catch(() => undefined);
+      backgroundCopies++;
+      void keepCopy(key, record, bytes)
+        .catch(() => undefined)
+        .finally(() => backgroundCopies--);
       return { record, body: Readable.from([bytes], { objectMode: false }) };
     }
     const claim = await store.makeRoom(record.storedSize);
@@ -215,6 +228,7 @@ export async function createDiskCacheBackend(inner: Backend, opts: DiskCacheOpti
     if (claim === undefined) return;
     const fill = await store.fill(key, record, Readable.from([bytes], { objectMode: false }), claim, { keep: true });
     track(fill);
+    await fill.settled;
   }
 
   /** A get of an object not cached: it starts a fetch that other readers may share. */
