@@ -24,18 +24,17 @@ from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, Tuple, TypeVar
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from . import admin_calls
 from ._gen import file_storage_pb2 as pb
 from .config import MiB, parse_config
 from .connection import Connection
-from .crc32c import crc32c
 from .errors import FileStorageError, invalid_argument
 from .file_download import download_to_file, download_to_path
 from .object_info import ListPage, ObjectInfo, stats_dict
 from .transfers import chunks_of, open_retrieve_stream, send_store_stream
-from .values import decode_value, encode_value, kind_of, to_struct
+from .basic_calls import checked_chunk_size, iter_keys, list_page, retrieve_value, store_header
+from .values import encode_value, kind_of
 
 logger = logging.getLogger("filestorage_client")
 
@@ -130,7 +129,7 @@ class FileStorage:
 
         async def run() -> bool:
             raw, data_kind = encode_value(data, kind)
-            header = self._header(key, data_kind, metadata, content_type, if_generation_match, expires_at, len(raw))
+            header = store_header(key, data_kind, metadata, content_type, if_generation_match, expires_at, len(raw))
             if len(raw) > self._config.max_unary_bytes:
                 await send_store_stream(self._conn, header, chunks_of(raw, MiB))
                 return True
@@ -149,7 +148,7 @@ class FileStorage:
         """The value stored under ``key``, of exactly the kind stored (str, bytes, or the
         JSON value), or None when there is none (a failure gives None too, unless strict).
         Objects over the daemon's unary limit arrive through RetrieveStream."""
-        return await self._lenient(f"retrieve({key!r})", None, lambda: self._retrieve(key))
+        return await self._lenient(f"retrieve({key!r})", None, lambda: retrieve_value(self._conn, key))
 
     async def delete(self, key: str, *, if_generation_match: Optional[int] = None) -> bool:
         """Deletes ``key``: True when it existed, False when there was nothing to delete
@@ -183,7 +182,7 @@ class FileStorage:
                 raise invalid_argument(f"limit must be an integer >= 0, got {limit!r}")
             page_size = min(limit, PAGE_SIZE) if limit else PAGE_SIZE
             keys: list = []
-            async with aclosing(self._iter_keys(prefix, page_size)) as it:
+            async with aclosing(iter_keys(self._conn, prefix, page_size)) as it:
                 async for key in it:
                     keys.append(key)
                     if limit and len(keys) >= limit:
@@ -252,13 +251,13 @@ class FileStorage:
         """One ListKeys page (``limit`` keys, the daemon's default 1000 when None); pass its
         ``next_page_token`` back as ``page_token`` for the next."""
         return await self._lenient(
-            "list_page", None, lambda: self._list_page(prefix, limit, page_token, delimiter, include_info)
+            "list_page", None, lambda: list_page(self._conn, prefix, limit, page_token, delimiter, include_info)
         )
 
     def iter_keys(self, prefix: Optional[str] = None, *, page_size: int = PAGE_SIZE, delimiter: Optional[str] = None) -> AsyncIterator[str]:
         """Every key under ``prefix`` in byte order, fetching pages as it goes
         (``async for key in fs.iter_keys("tasks/")``). Raises FileStorageError, in either mode."""
-        return self._iter_keys(prefix, page_size, delimiter)
+        return iter_keys(self._conn, prefix, page_size, delimiter)
 
     async def upload(
         self,
@@ -284,8 +283,8 @@ class FileStorage:
             declared = size
             if declared is None and isinstance(source, (str, os.PathLike)):
                 declared = os.path.getsize(source)
-            header = self._header(key, kind_of(kind), metadata, content_type, if_generation_match, expires_at, declared)
-            info = await send_store_stream(self._conn, header, chunks_of(source, _chunk_size(chunk_size)))
+            header = store_header(key, kind_of(kind), metadata, content_type, if_generation_match, expires_at, declared)
+            info = await send_store_stream(self._conn, header, chunks_of(source, checked_chunk_size(chunk_size)))
             return ObjectInfo.from_proto(info)
 
         return await self._lenient(f"upload({key!r})", None, run)
@@ -388,85 +387,6 @@ class FileStorage:
         stats = {**stats_dict(res), "address": self.address, "stale": False}
         self._snapshot = stats
         return stats
-
-    def _header(self, key: str, kind: int, metadata: Any, content_type: Optional[str],
-                if_generation_match: Optional[int], expires_at: Optional[datetime], size: Optional[int]) -> pb.StoreStreamHeader:
-        header = pb.StoreStreamHeader(key=key, kind=kind, content_type=content_type or "")
-        struct = to_struct(metadata)
-        if struct is not None:
-            header.metadata.CopyFrom(struct)
-        if size is not None:
-            header.size = size
-        if if_generation_match is not None:
-            header.if_generation_match = if_generation_match
-        if expires_at is not None:
-            header.expires_at.CopyFrom(_timestamp(expires_at))
-        return header
-
-    async def _retrieve(self, key: str) -> Any:
-        try:
-            res = await self._conn.unary("Retrieve", pb.RetrieveRequest(key=key), idempotent=True)
-            return decode_value(res.data, res.object.kind)
-        except FileStorageError as err:
-            if err.code == grpc.StatusCode.NOT_FOUND:
-                return None
-            # Retrieve has no precondition of its own: this is the daemon's unary limit.
-            if err.code != grpc.StatusCode.FAILED_PRECONDITION:
-                raise
-        try:
-            return await self._retrieve_streamed(key)
-        except FileStorageError as err:
-            if err.code == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
-
-    async def _retrieve_streamed(self, key: str) -> Any:
-        info, chunks = await open_retrieve_stream(self._conn, key)
-        whole = bytearray()
-        crc = 0
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                whole += chunk
-                crc = crc32c(chunk, crc)
-        if len(whole) != info.size or crc != info.crc32c:
-            raise FileStorageError(grpc.StatusCode.DATA_LOSS, f'retrieve of "{key}" does not match the object')
-        return decode_value(whole, info.kind)
-
-    async def _list_page(self, prefix: Optional[str], limit: Optional[int], page_token: Optional[str],
-                         delimiter: Optional[str], include_info: bool) -> ListPage:
-        request = pb.ListKeysRequest(prefix=prefix or "", limit=limit or 0, page_token=page_token or "",
-                                     delimiter=delimiter or "", include_info=include_info)
-        res = await self._conn.unary("ListKeys", request, idempotent=True)
-        return ListPage(
-            keys=list(res.keys),
-            prefixes=list(res.prefixes),
-            next_page_token=res.next_page_token or None,
-            objects=[ObjectInfo.from_proto(o) for o in res.objects],
-        )
-
-    async def _iter_keys(self, prefix: Optional[str], page_size: int, delimiter: Optional[str] = None) -> AsyncIterator[str]:
-        token: Optional[str] = None
-        while True:
-            page = await self._list_page(prefix, page_size, token, delimiter, False)
-            for key in page.keys:
-                yield key
-            token = page.next_page_token
-            if not token:
-                return
-
-
-def _chunk_size(value: int) -> int:
-    if not isinstance(value, int) or not 1 <= value <= 4 * MiB:
-        raise invalid_argument(f"chunk_size must be an integer from 1 to {4 * MiB} (4 MiB), got {value!r}")
-    return value
-
-
-def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
-    if when.tzinfo is None:
-        raise invalid_argument("expires_at must be a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(when)
-    return ts
 
 
 _shared: Optional[FileStorage] = None
