@@ -25,7 +25,7 @@ import type { Backend } from "../backends/backend.js";
 import type { FsBackend } from "../backends/fs/fs-backend.js";
 import type { DiskCacheBackend } from "../cache/disk/disk-cache-backend.js";
 import { throwIfAborted } from "../signals.js";
-import { Code, StorageError } from "../storage-error.js";
+import { Code, StorageError, failedPrecondition } from "../storage-error.js";
 import type { IntegrityTier, Repairs } from "./repair.js";
 
 export type { IntegrityTier } from "./repair.js";
@@ -96,6 +96,9 @@ const PAGE = 500;
 export async function* verifyCopies(src: VerifySources, opts: VerifyOptions): AsyncGenerator<VerifyEvent> {
   const started = performance.now();
   const { prefix, signal } = opts;
+  if (opts.includeGcs && !src.gcs) {
+    throw failedPrecondition("this daemon has no GCS tier (GCS_BUCKET_NAME is unset): include_gcs has nothing to check");
+  }
   const every = opts.progressEveryMs ?? 250;
   const summary: VerifySummary = { checkedCopies: 0, checkedBytes: 0, corrupt: 0, orphans: 0, unchecked: 0, repaired: 0, seconds: 0 };
   const localCount = src.local.count(prefix);

@@ -69,6 +69,12 @@ test("a prefix with nothing corrupt under it exits 0", async () => {
   expect(out.code).toBe(0);
 });
 
+test("--gcs on a daemon without GCS is FAILED_PRECONDITION naming it, not a check of nothing", async () => {
+  const out = await run(["verify", "--gcs"]);
+  expect(out).toMatchObject({ code: 1, stdout: "" });
+  expect(out.stderr).toBe("filestorage: FAILED_PRECONDITION: this daemon has no GCS tier (GCS_BUCKET_NAME is unset): include_gcs has nothing to check\n");
+});
+
 test("--repair removes the orphan (the corrupt copy has no good copy elsewhere and stays)", async () => {
   const out = await run(["verify", "--repair"]);
   expect(out.stdout).toContain(`orphan local: blob file ${orphan} is named by no object (repaired: removed)`);
